@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine (Python >= 3.10 and make):
+#   make lab   -- create .venv if missing, install, open JupyterLab on notebooks/
+#   make test  -- create .venv if missing, install, run every test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: lab test install lint notebooks exercises clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (diffusion-lab)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check diffusion_lab tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,254 @@
+r"""Forward SDEs dx = f(t) x dt + g(t) dw on t ∈ [0, 1] and their reverses (Song et al. 2021).
+
+All three SDEs here have a *linear* drift f(t)·x, so the marginal given x_0 is
+Gaussian, x_t = m(t) x_0 + σ(t) z, and every sampler can be written with m, σ
+and the half log-SNR λ(t) = log(m/σ) alone. One identity ties them together,
+and the tests check it for each SDE:
+
+    f = m'/m,    g² = (σ²)' − 2 f σ² = −2 σ² λ'(t).
+
+Reverse time (Anderson 1982): dx = [f x − g² ∇log p_t(x)] dt + g dw̄, and the
+probability-flow ODE dx/dt = f x − ½ g² ∇log p_t(x) has the same marginals.
+:meth:`SDE.reverse` returns either, given a score function.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._checks import as_time, batch_times, check_finite, check_positive, expand_like
+from .schedules import LinearSchedule, Schedule, get_schedule
+
+__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "ReverseSDE", "get_sde"]
+
+
+class SDE:
+    """A linear forward SDE dx = f(t) x dt + g(t) dw with Gaussian marginals.
+
+    Subclasses define :meth:`drift_coef` (f), :meth:`diffusion` (g),
+    :meth:`marginal` ((m, σ)), :meth:`prior_std` and ``t_min`` (the smallest
+    time samplers and training use; the score blows up as t → 0).
+    """
+
+    T: float = 1.0
+    t_min: float = 1e-3
+
+    # -- coefficients -------------------------------------------------------------------
+    def drift_coef(self, t) -> Tensor:  # pragma: no cover - abstract
+        """f(t), the scalar drift coefficient: drift(x, t) = f(t) x."""
+        raise NotImplementedError
+
+    def diffusion(self, t) -> Tensor:  # pragma: no cover - abstract
+        """g(t), the diffusion coefficient."""
+        raise NotImplementedError
+
+    def marginal(self, t) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        """(m(t), σ(t)) with x_t | x_0 ~ N(m x_0, σ² I)."""
+        raise NotImplementedError
+
+    def prior_std(self) -> float:  # pragma: no cover - abstract
+        """Standard deviation of the prior p_1 = N(0, std² I)."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Constructor arguments (for checkpoints)."""
+        raise NotImplementedError
+
+    # -- derived quantities ---------------------------------------------------------------
+    def drift(self, x: Tensor, t) -> Tensor:
+        """f(x, t) = f(t) · x, shaped like ``x``."""
+        check_finite(x, "x")
+        t = batch_times(t, x)
+        return expand_like(self.drift_coef(t), x) * x
+
+    def log_snr(self, t) -> Tensor:
+        """λ(t) = log(m/σ), the *half* log-SNR used by DDIM and DPM-Solver."""
+        m, s = self.marginal(t)
+        return torch.log(m) - torch.log(s)
+
+    def t_from_log_snr(self, lam: Tensor, *, iters: int = 100) -> Tensor:
+        """Invert λ(t) (strictly decreasing) by bisection on [0, 1] in float64."""
+        lam64 = torch.as_tensor(lam, dtype=torch.float64)
+        if not bool(torch.isfinite(lam64).all()):
+            raise ValueError("lam must be finite")
+        lo = torch.zeros_like(lam64)
+        hi = torch.ones_like(lam64)
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            above = self.log_snr(mid) > lam64  # λ decreasing: still too early in time
+            lo = torch.where(above, mid, lo)
+            hi = torch.where(above, hi, mid)
+        out = 0.5 * (lo + hi)
+        return out.to(lam.dtype) if isinstance(lam, Tensor) and lam.is_floating_point() else out
+
+    def marginal_sample(self, x0: Tensor, t, generator: torch.Generator | None = None,
+                        noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Draw x_t = m(t) x_0 + σ(t) z; returns (x_t, z)."""
+        check_finite(x0, "x0")
+        t = batch_times(t, x0)
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        elif noise.shape != x0.shape:
+            raise ValueError(f"noise must have x0's shape {list(x0.shape)}, got {list(noise.shape)}")
+        m, s = self.marginal(t)
+        return expand_like(m, x0) * x0 + expand_like(s, x0) * noise, noise
+
+    def prior_sample(self, shape, generator: torch.Generator | None = None,
+                     dtype=None, device=None) -> Tensor:
+        """x_1 ~ N(0, prior_std² I)."""
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 1 or any(s < 1 for s in shape):
+            raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape}")
+        z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        return self.prior_std() * z
+
+    def prior_logp(self, x: Tensor) -> Tensor:
+        """log N(x; 0, prior_std² I), summed over all but the batch dimension: ``[B]``."""
+        check_finite(x, "x")
+        s2 = self.prior_std() ** 2
+        d = x[0].numel()
+        flat = x.reshape(x.shape[0], -1)
+        return -0.5 * d * math.log(2 * math.pi * s2) - 0.5 * (flat**2).sum(-1) / s2
+
+    def reverse(self, score_fn, probability_flow: bool = False) -> "ReverseSDE":
+        """The reverse-time SDE (or, with ``probability_flow=True``, the probability-flow ODE)."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ReverseSDE:
+    """dx = [f x − c g² s(x, t)] dt + [c = 1] g dw̄, with c = 1 (SDE) or ½ (ODE).
+
+    ``drift`` is the coefficient of dt in *forward* time: integrating from t to
+    t − Δ means x ← x − drift·Δ (+ g √Δ z for the SDE).
+    """
+
+    def __init__(self, sde: SDE, score_fn, probability_flow: bool):
+        if not callable(score_fn):
+            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+        self.sde, self.score_fn, self.probability_flow = sde, score_fn, bool(probability_flow)
+
+    def drift(self, x: Tensor, t) -> Tensor:
+        t = batch_times(t, x)
+        g2 = expand_like(self.sde.diffusion(t) ** 2, x)
+        c = 0.5 if self.probability_flow else 1.0
+        return self.sde.drift(x, t) - c * g2 * self.score_fn(x, t)
+
+    def diffusion(self, t) -> Tensor:
+        g = self.sde.diffusion(t)
+        return torch.zeros_like(g) if self.probability_flow else g
+
+
+class VPSDE(SDE):
+    """Variance preserving: f = −½β(t), g = √β(t); m = exp(−½B(t)), σ² = 1 − m²; prior N(0, I)."""
+
+    t_min = 1e-3
+
+    def __init__(self, schedule: Schedule | str | None = None, **schedule_kwargs):
+        if schedule is None:
+            schedule = LinearSchedule(**schedule_kwargs)
+        else:
+            schedule = get_schedule(schedule, **schedule_kwargs)
+        self.schedule = schedule
+
+    def config(self) -> dict:
+        return {"schedule": type(self.schedule).__name__, **self.schedule.config()}
+
+    def drift_coef(self, t) -> Tensor:
+        return -0.5 * self.schedule.beta(t)
+
+    def diffusion(self, t) -> Tensor:
+        return torch.sqrt(self.schedule.beta(t))
+
+    def marginal(self, t) -> tuple[Tensor, Tensor]:
+        b = self.schedule.integral(t)
+        return torch.exp(-0.5 * b), torch.sqrt(-torch.expm1(-b))
+
+    def prior_std(self) -> float:
+        return 1.0
+
+
+class SubVPSDE(SDE):
+    """sub-VP: f = −½β(t), g² = β(t)(1 − e^{−2B(t)}); m = e^{−½B}, σ = 1 − m² (no square root)."""
+
+    t_min = 1e-3
+
+    def __init__(self, schedule: Schedule | str | None = None, **schedule_kwargs):
+        if schedule is None:
+            schedule = LinearSchedule(**schedule_kwargs)
+        else:
+            schedule = get_schedule(schedule, **schedule_kwargs)
+        self.schedule = schedule
+
+    def config(self) -> dict:
+        return {"schedule": type(self.schedule).__name__, **self.schedule.config()}
+
+    def drift_coef(self, t) -> Tensor:
+        return -0.5 * self.schedule.beta(t)
+
+    def diffusion(self, t) -> Tensor:
+        b = self.schedule.integral(t)
+        return torch.sqrt(self.schedule.beta(t) * -torch.expm1(-2.0 * b))
+
+    def marginal(self, t) -> tuple[Tensor, Tensor]:
+        b = self.schedule.integral(t)
+        return torch.exp(-0.5 * b), -torch.expm1(-b)
+
+    def prior_std(self) -> float:
+        return 1.0
+
+
+class VESDE(SDE):
+    """Variance exploding: σ(t) = σ_min (σ_max/σ_min)^t, f = 0, g = σ(t) √(2 ln(σ_max/σ_min)).
+
+    m = 1. The perturbation kernel's std is σ(t) (score SDE's convention); the
+    variance the SDE itself adds from t = 0 is σ(t)² − σ_min². Prior N(0, σ_max² I).
+    """
+
+    t_min = 1e-5
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        self.sigma_min = check_positive(sigma_min, "sigma_min")
+        self.sigma_max = check_positive(sigma_max, "sigma_max")
+        if self.sigma_max <= self.sigma_min:
+            raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+
+    def config(self) -> dict:
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+
+    def sigma(self, t) -> Tensor:
+        t = as_time(t)
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def drift_coef(self, t) -> Tensor:
+        return torch.zeros_like(as_time(t))
+
+    def diffusion(self, t) -> Tensor:
+        return self.sigma(t) * math.sqrt(2.0 * math.log(self.sigma_max / self.sigma_min))
+
+    def marginal(self, t) -> tuple[Tensor, Tensor]:
+        s = self.sigma(t)
+        return torch.ones_like(s), s
+
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+
+SDES = {"vp": VPSDE, "subvp": SubVPSDE, "sub-vp": SubVPSDE, "ve": VESDE}
+
+
+def get_sde(name: str | SDE, **kwargs) -> SDE:
+    """Build an SDE by name (``"vp"``, ``"subvp"``, ``"ve"``) or pass one through."""
+    if isinstance(name, SDE):
+        if kwargs:
+            raise ValueError("keyword arguments are only accepted with an SDE name")
+        return name
+    if not isinstance(name, str) or name.lower() not in SDES:
+        raise ValueError(f"unknown sde {name!r}; valid: {', '.join(sorted(SDES))}")
+    return SDES[name.lower()](**kwargs)
