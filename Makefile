@@ -26,7 +26,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check diffusion_lab tests benchmarks
+	$(BIN)/ruff check diffusion_lab tests benchmarks tools
+
+# re-execute the course notebooks from notebooks/src/ (NB="02 05" for a subset)
+notebooks: $(STAMP)
+	$(BIN)/python tools/build_notebooks.py $(NB)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

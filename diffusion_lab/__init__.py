@@ -4,6 +4,35 @@ Time is continuous, t ∈ [0, 1]; images live in [-1, 1]; a model is a noise
 predictor ``eps_model(x, t, y=None)``. See the README for the course.
 """
 
+from . import data, nets, oracles
+from .checkpoint import Checkpoint, PickleRefusedError, load_checkpoint, save_checkpoint
+from .classifier import MNISTClassifier, load_classifier
+from .ddpm import DiscreteDDPM, StepSchedule, ddpm_linear_betas
+from .likelihood import bits_per_dim, log_likelihood, nats_to_bits_per_dim
+from .metrics import (
+    energy_distance,
+    fid,
+    inception_score,
+    kid,
+    precision_recall,
+    sliced_wasserstein,
+)
+from .model import GenerativeModel, guided_eps_model
+from .nets import MLP, UNet
+from .oracles import GaussianMixtureOracle, GaussianOracle, eight_gaussians_oracle
+from .registry import lookup, register
+from .samplers import (
+    SAMPLERS,
+    ancestral,
+    ddim,
+    dpm_solver,
+    euler_maruyama,
+    exponential_integrator,
+    langevin_corrector_step,
+    predictor_corrector,
+    probability_flow,
+    sample,
+)
 from .schedules import (
     CosineSchedule,
     LinearSchedule,
@@ -14,7 +43,7 @@ from .schedules import (
     get_schedule,
 )
 from .sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE, get_sde
-from . import oracles
-from .oracles import GaussianMixtureOracle, GaussianOracle
+from .timegrid import time_grid
+from .training import TrainResult, train
 
 __version__ = "0.1.0"

@@ -18,9 +18,10 @@ def as_time(t, name: str = "t", *, like: Tensor | None = None) -> Tensor:
     if isinstance(t, bool):
         raise TypeError(f"{name} must be a float or a float tensor, got bool")
     if isinstance(t, (int, float)):
-        dtype = like.dtype if like is not None and like.is_floating_point() else None
+        # a Python float keeps its double precision unless a tensor to match is given
+        dtype = like.dtype if like is not None and like.is_floating_point() else torch.float64
         device = like.device if like is not None else None
-        t = torch.tensor(float(t), dtype=dtype or torch.get_default_dtype(), device=device)
+        t = torch.tensor(float(t), dtype=dtype, device=device)
     elif isinstance(t, Tensor):
         if not t.is_floating_point():
             raise TypeError(

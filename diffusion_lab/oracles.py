@@ -149,6 +149,11 @@ class GaussianMixtureOracle:
         match = self.labels[None, :] == y[:, None]
         uncond = (y == self.null_label)[:, None]
         keep = match | uncond
+        empty = ~keep.any(-1)
+        if bool(empty.any()):
+            bad = sorted(set(y[empty].tolist()))
+            raise ValueError(f"y contains labels with no component: {bad}; "
+                             f"component labels are {sorted(set(self.labels.tolist()))}")
         w = torch.where(keep, w, torch.zeros_like(w))
         return w / w.sum(-1, keepdim=True)
 
@@ -236,8 +241,8 @@ class GaussianOracle(GaussianMixtureOracle):
     def pf_map(self, x: Tensor, s: float, t: float) -> Tensor:
         """Exact probability-flow ODE solution from time ``s`` to time ``t``."""
         flat = x.reshape(x.shape[0], self.D).to(torch.float64)
-        mu_s, v_s = self.marginal_mean_cov(s)
-        mu_t, v_t = self.marginal_mean_cov(t)
+        mu_s, _ = self.marginal_mean_cov(s)
+        mu_t, _ = self.marginal_mean_cov(t)
         evals, evecs = torch.linalg.eigh(self.full_covs()[0])
         ms, ss = (torch.tensor(v, dtype=torch.float64) for v in self._ms(s))
         mt, st = (torch.tensor(v, dtype=torch.float64) for v in self._ms(t))

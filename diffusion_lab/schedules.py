@@ -84,9 +84,9 @@ class Schedule:
         return torch.exp(-self.integral(t))
 
     def log_snr(self, t) -> Tensor:
-        """log SNR(t) = log ᾱ − log(1 − ᾱ) = −B − log(expm1(B)) (stable for small B)."""
+        """log SNR(t) = log(ᾱ/(1 − ᾱ)) = log(e^{−B}/(1 − e^{−B})) = −log(e^B − 1) = −log expm1(B)."""
         b = self.integral(t)
-        return -b - torch.log(torch.expm1(b))
+        return -torch.log(torch.expm1(b))
 
     def discrete_betas(self, T: int, dtype=torch.float64) -> Tensor:
         """DDPM betas β_i = 1 − ᾱ(i/T)/ᾱ((i−1)/T), i = 1..T, so ∏(1 − β_j) = ᾱ(i/T) exactly."""

@@ -74,6 +74,13 @@ class SDE:
         lam64 = torch.as_tensor(lam, dtype=torch.float64)
         if not bool(torch.isfinite(lam64).all()):
             raise ValueError("lam must be finite")
+        ends = self.log_snr(torch.tensor([1.0, 0.0], dtype=torch.float64))
+        lo_lam, hi_lam = float(ends[0]), float(ends[1])  # λ(1) < λ(0)
+        if bool((lam64 < lo_lam).any()) or bool((lam64 > hi_lam).any()):
+            raise ValueError(
+                f"lam must lie in [λ(1), λ(0)] = [{lo_lam:.6g}, {hi_lam:.6g}] for {self!r}, "
+                f"got values in [{float(lam64.min()):.6g}, {float(lam64.max()):.6g}]"
+            )
         lo = torch.zeros_like(lam64)
         hi = torch.ones_like(lam64)
         for _ in range(iters):

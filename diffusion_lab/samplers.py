@@ -1,0 +1,419 @@
+r"""Samplers for the reverse process: every one a plain function with one signature.
+
+    fn(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+       generator=None, progress=False, denoise=False, info=None, **method_specific)
+
+``x`` is the prior sample at t = 1; the result is a sample at ``t_end``
+(default ``sde.t_min``), or its Tweedie denoised estimate x̂_0 when
+``denoise=True`` (one extra network call). Step i goes from s = t_i to
+t = t_{i+1} < s on :func:`~diffusion_lab.timegrid.time_grid`; with
+h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
+
+    euler_maruyama          x ← x − [f x − g² s]Δ + g √Δ z,  s = −ε̂/σ,  Δ = s − t
+    predictor_corrector     n Langevin steps at s, then the Euler–Maruyama predictor
+    probability_flow        dx/dt = f x − ½ g² s with Euler / Heun / RK4 / adaptive RK45
+    exponential_integrator  x_t = (m_t/m_s) x_s − k σ_t (e^h − 1) ε̂ [+ σ_t √(e^{2h} − 1) z],
+                            k = 2 for the reverse SDE, 1 for the ODE (= DDIM η = 0)
+    ddim                    x_t = m_t x̂_0 + √(σ_t² − c²) ε̂ + c z,  c = η σ_t √(1 − e^{−2h})
+    dpm_solver              DPM-Solver++(2M): x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D
+    ancestral               x_t ~ q(x_t | x_s, x̂_0), the Gaussian posterior (DDPM)
+
+Randomness comes only from ``generator`` (same seed → bitwise-identical on one
+device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
+receives ``nfe``, ``steps``, ``method``, ``grid`` and ``t_end``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._checks import batch_times, check_choice, check_finite, check_int, check_positive, expand_like
+from .ode import FIXED_METHODS, integrate_fixed, rk45
+from .sde import SDE
+from .timegrid import Coefficients, coefficients, time_grid
+
+__all__ = [
+    "SAMPLERS", "sample", "euler_maruyama", "predictor_corrector", "langevin_corrector_step",
+    "probability_flow", "exponential_integrator", "ddim", "dpm_solver", "ancestral",
+]
+
+
+class _Run:
+    """Bookkeeping shared by every sampler: argument checks, the counted and checked
+    network call, the grid, progress, callback and ``info``."""
+
+    def __init__(self, method, eps_model, sde, x, steps, t_end, grid, y, callback, progress,
+                 info, generator):
+        if not callable(eps_model):
+            raise TypeError(f"eps_model must be callable, got {type(eps_model).__name__}")
+        if not isinstance(sde, SDE):
+            raise TypeError(f"sde must be a diffusion_lab SDE, got {type(sde).__name__}")
+        check_finite(x, "x")
+        if x.dim() < 1 or x.shape[0] < 1:
+            raise ValueError(f"x must have a non-empty batch dimension, got shape {list(x.shape)}")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+        if info is not None and not isinstance(info, dict):
+            raise TypeError(f"info must be a dict or None, got {type(info).__name__}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError("generator must be a torch.Generator or None, "
+                            f"got {type(generator).__name__}")
+        self.method, self.eps_model, self.sde, self.y = method, eps_model, sde, y
+        self.steps = check_int(steps, "steps", minimum=1)
+        self.grid_kind = grid
+        self.grid = time_grid(sde, self.steps, t_end, grid).tolist()
+        self.t_end = self.grid[-1]
+        self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
+        self.callback, self.progress, self.info = callback, progress, info
+        self.generator = generator
+        self.nfe, self.step = 0, 0
+        self._coef: dict[float, Coefficients] = {}
+
+    def coef(self, t: float) -> Coefficients:
+        if t not in self._coef:
+            self._coef[t] = coefficients(self.sde, t)
+        return self._coef[t]
+
+    def eps(self, x: Tensor, t: float) -> Tensor:
+        """ε̂(x, t) from the network, counted, with its shape and finiteness checked."""
+        tb = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+        out = self.eps_model(x, tb) if self.y is None else self.eps_model(x, tb, self.y)
+        self.nfe += 1
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            got = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"eps_model must return a tensor shaped like x {list(x.shape)}, got {got}"
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"eps_model returned non-finite values at step {self.step}, t={t:.6g}")
+        return out
+
+    def x0(self, x: Tensor, eps: Tensor, t: float) -> Tensor:
+        """Tweedie's denoised estimate x̂_0 = (x − σ ε̂)/m."""
+        c = self.coef(t)
+        return (x - c.sigma * eps) / c.m
+
+    def noise(self) -> Tensor:
+        return torch.randn(self.shape, generator=self.generator, dtype=self.dtype,
+                           device=self.device)
+
+    def intervals(self):
+        """Yield (i, s, t) for each grid step, with a progress bar if asked."""
+        bar = tqdm(range(self.steps), desc=self.method, disable=not self.progress, leave=False)
+        for i in bar:
+            self.step = i
+            yield i, self.grid[i], self.grid[i + 1]
+
+    def emit(self, i: int, t: float, x: Tensor, x0_hat: Tensor) -> None:
+        if self.callback is not None:
+            self.callback(i, float(t), x, x0_hat)
+
+    def finish(self, x: Tensor, denoise: bool, **extra) -> Tensor:
+        if denoise:
+            self.step = self.steps
+            x = self.x0(x, self.eps(x, self.t_end), self.t_end)
+        if self.info is not None:
+            self.info.update(nfe=self.nfe, steps=self.steps, method=self.method,
+                             grid=self.grid_kind, t_end=self.t_end, **extra)
+        return x
+
+
+# -- stochastic samplers of the reverse SDE ----------------------------------------------------
+def euler_maruyama(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+                   generator=None, progress=False, denoise=False, info=None) -> Tensor:
+    r"""Euler–Maruyama on the reverse SDE dx = [f x − g² ∇log p] dt + g dw̄:
+
+    x ← x − [f_s x − g_s² s(x, s)] Δ + g_s √Δ z,  s = −ε̂/σ_s,  Δ = s − t > 0.
+    One network call per step; noise is added on every step, the last included.
+    """
+    run = _Run("euler_maruyama", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
+               info, generator)
+    for i, s, t in run.intervals():
+        x, x0 = _em_step(run, x, s, t)
+        run.emit(i, t, x, x0)
+    return run.finish(x, denoise)
+
+
+def _em_step(run: _Run, x: Tensor, s: float, t: float) -> tuple[Tensor, Tensor]:
+    c, dt = run.coef(s), s - t
+    eps = run.eps(x, s)
+    score = -eps / c.sigma
+    x_new = x - (c.f * x - c.g2 * score) * dt + math.sqrt(c.g2 * dt) * run.noise()
+    return x_new, run.x0(x, eps, s)
+
+
+def langevin_corrector_step(eps_model, sde, x, t, *, snr=0.16, alpha=1.0, step_size=None,
+                            norm="batch", y=None, generator=None) -> tuple[Tensor, Tensor]:
+    r"""One Langevin MCMC step at fixed time ``t`` (Song et al. 2021, Algorithm 5):
+
+        x ← x + ε s(x, t) + √(2ε) z,   ε = 2 α (snr ‖z‖ / ‖s‖)²,
+
+    norms taken per sample over all non-batch dimensions, the same z in ε and in
+    the update (as in score_sde). ``alpha`` is the discretised α_i of the
+    predictor's step (1 for VE). A fixed ``step_size`` (a float ε) replaces the
+    rule; for Gaussian p_t with variance v and an exact score the chain is then
+    stationary at variance v / (1 − ε/(2v)). Returns ``(x_new, ε [B])``.
+    """
+    check_finite(x, "x")
+    tb = batch_times(t, x)
+    check_choice(norm, "norm", ("batch", "sample"))
+    if step_size is None:
+        snr = check_positive(snr, "snr")
+        alpha = check_positive(alpha, "alpha")
+    else:
+        step_size = check_positive(step_size, "step_size")
+    _, sigma = sde.marginal(tb)
+    eps = eps_model(x, tb) if y is None else eps_model(x, tb, y)
+    score = -eps / expand_like(sigma.to(x.dtype), x)
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    if step_size is None:
+        z_norm = z.reshape(x.shape[0], -1).norm(dim=-1)
+        s_norm = score.reshape(x.shape[0], -1).norm(dim=-1)
+        if norm == "batch":
+            z_norm, s_norm = z_norm.mean().expand_as(z_norm), s_norm.mean().expand_as(s_norm)
+        if not bool((s_norm > 0).all()):
+            raise ValueError(
+                f"langevin_corrector_step: the score is exactly zero at t={float(tb[0]):.6g}; "
+                "the snr step-size rule is undefined there (pass step_size)"
+            )
+        eps_size = 2.0 * alpha * (snr * z_norm / s_norm) ** 2
+    else:
+        eps_size = torch.full((x.shape[0],), step_size, dtype=x.dtype, device=x.device)
+    e = expand_like(eps_size, x)
+    return x + e * score + torch.sqrt(2.0 * e) * z, eps_size
+
+
+def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None,
+                        callback=None, generator=None, progress=False, denoise=False, info=None,
+                        snr=0.16, n_corrector=1, norm="batch") -> Tensor:
+    r"""Predictor–corrector sampling (Song et al. 2021): at each grid time s,
+    ``n_corrector`` Langevin steps (:func:`langevin_corrector_step`) with
+    α = m_s²/m_t² (DDPM's α_i = 1 − β_i for VP / sub-VP, exactly 1 for VE),
+    then one Euler–Maruyama predictor step from s to t. NFE = steps · (1 + n_corrector).
+    """
+    snr = check_positive(snr, "snr")
+    n_corrector = check_int(n_corrector, "n_corrector", minimum=0)
+    check_choice(norm, "norm", ("batch", "sample"))
+    run = _Run("predictor_corrector", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
+               info, generator)
+    for i, s, t in run.intervals():
+        alpha = (run.coef(s).m / run.coef(t).m) ** 2
+        model_at_s = lambda xs, tb, s=s: run.eps(xs, s)  # noqa: E731 - counted, checked call
+        for _ in range(n_corrector):
+            x, _ = langevin_corrector_step(model_at_s, sde, x, s, snr=snr, alpha=alpha,
+                                           norm=norm, generator=generator)
+        x, x0 = _em_step(run, x, s, t)
+        run.emit(i, t, x, x0)
+    return run.finish(x, denoise, snr=snr, n_corrector=n_corrector, norm=norm)
+
+
+# -- the probability-flow ODE -------------------------------------------------------------------
+PF_SOLVERS = (*FIXED_METHODS, "rk45")
+
+
+def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None,
+                     callback=None, generator=None, progress=False, denoise=False, info=None,
+                     solver="heun", rtol=1e-5, atol=1e-5) -> Tensor:
+    r"""Integrate the probability-flow ODE dx/dt = f x − ½ g² s(x, t) = f x + ½ g² ε̂/σ
+    from 1 to ``t_end``.
+
+    ``solver`` "euler" / "heun" / "rk4" step along the grid (NFE = 1 / 2 / 4 per
+    step); "rk45" is adaptive Dormand–Prince with ``rtol`` / ``atol``: ``steps``
+    then only sets the first trial step (1 − t_end)/steps and ``grid`` is unused;
+    ``callback`` fires once per *accepted* step and ``info`` gets the accepted
+    ``steps``, ``rejected`` and the true ``nfe``. ``callback``'s x0_hat is the
+    estimate at the start of the step.
+    """
+    check_choice(solver, "solver", PF_SOLVERS)
+    run = _Run("probability_flow", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
+               info, generator)
+    seen = {"first": None, "last": None}  # x̂_0 of the first call in a step, and of the latest call
+
+    def velocity(t: float, xt: Tensor) -> Tensor:
+        c = run.coef(t)
+        eps = run.eps(xt, t)
+        seen["last"] = run.x0(xt, eps, t)
+        if seen["first"] is None:
+            seen["first"] = seen["last"]
+        return c.f * xt + 0.5 * c.g2 / c.sigma * eps
+
+    if solver == "rk45":
+        rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+
+        def on_accept(i, t, xt):
+            run.step = i + 1
+            run.emit(i, t, xt, seen["first"])
+            seen["first"] = seen["last"]  # FSAL: the last stage is ε̂ at the new state
+
+        first = (1.0 - run.t_end) / run.steps
+        res = rk45(velocity, x, 1.0, run.t_end, rtol=rtol, atol=atol, first_step=first,
+                   callback=on_accept)
+        run.steps = res.steps
+        return run.finish(res.y, denoise, solver=solver, rejected=res.rejected)
+
+    def on_step(i, t, xt):
+        run.step = i + 1
+        run.emit(i, t, xt, seen["first"])
+        seen["first"] = None
+
+    bar = tqdm(total=run.steps, desc="probability_flow", disable=not progress, leave=False)
+    res = integrate_fixed(velocity, x, run.grid, method=solver,
+                          callback=lambda i, t, xt: (on_step(i, t, xt), bar.update()))
+    bar.close()
+    return run.finish(res.y, denoise, solver=solver)
+
+
+# -- exponential integrators: DDIM, DPM-Solver(++) ----------------------------------------------
+def exponential_integrator(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None,
+                           callback=None, generator=None, progress=False, denoise=False, info=None,
+                           stochastic=True) -> Tensor:
+    r"""First-order exponential integrator: the linear drift is integrated exactly
+    with ε̂ frozen over the step. With y = x/m and g² = −2σ²λ', the reverse SDE
+    reads dy = −2 e^{−λ} ε̂ dλ + (g/m) dw̄, hence (h = λ_t − λ_s)
+
+        SDE (stochastic=True):  x_t = (m_t/m_s) x_s − 2σ_t (e^h − 1) ε̂ + σ_t √(e^{2h} − 1) z
+        ODE (stochastic=False): x_t = (m_t/m_s) x_s −  σ_t (e^h − 1) ε̂       (= DDIM, η = 0)
+
+    The SDE variant is SDE-DPM-Solver-1 (Lu et al. 2022b).
+    """
+    run = _Run("exponential_integrator", eps_model, sde, x, steps, t_end, grid, y, callback,
+               progress, info, generator)
+    k = 2.0 if stochastic else 1.0
+    for i, s, t in run.intervals():
+        cs, ct = run.coef(s), run.coef(t)
+        h = ct.lam - cs.lam
+        eps = run.eps(x, s)
+        x0 = run.x0(x, eps, s)
+        x = (ct.m / cs.m) * x - k * ct.sigma * math.expm1(h) * eps
+        if stochastic:
+            x = x + ct.sigma * math.sqrt(math.expm1(2.0 * h)) * run.noise()
+        run.emit(i, t, x, x0)
+    return run.finish(x, denoise, stochastic=bool(stochastic))
+
+
+def ddim(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+         generator=None, progress=False, denoise=False, info=None, eta=0.0) -> Tensor:
+    r"""DDIM (Song, Meng & Ermon 2021) on any grid:
+
+        x_t = m_t x̂_0 + √(σ_t² − c²) ε̂ + c z,   c = η σ_t √(1 − e^{−2h}),
+
+    which for VP is the paper's σ_t(η). η = 0 is deterministic (DPM-Solver-1);
+    η = 1 equals :func:`ancestral` with the posterior variance. η > 1 is accepted
+    only while c ≤ σ_t.
+    """
+    eta = check_positive(eta, "eta", allow_zero=True)
+    run = _Run("ddim", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
+               generator)
+    for i, s, t in run.intervals():
+        ct = run.coef(t)
+        h = ct.lam - run.coef(s).lam
+        frac = eta**2 * -math.expm1(-2.0 * h)  # (c / σ_t)²
+        if frac > 1.0:
+            raise ValueError(f"eta={eta} is too large for step {i} (c > σ_t); use eta <= 1")
+        eps = run.eps(x, s)
+        x0 = run.x0(x, eps, s)
+        x = ct.m * x0 + ct.sigma * math.sqrt(1.0 - frac) * eps
+        if eta > 0:
+            x = x + ct.sigma * math.sqrt(frac) * run.noise()
+        run.emit(i, t, x, x0)
+    return run.finish(x, denoise, eta=eta)
+
+
+def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+               generator=None, progress=False, denoise=False, info=None, order=2,
+               lower_order_final=True) -> Tensor:
+    r"""DPM-Solver++ in data prediction (Lu et al. 2022b), multistep order 1 or 2.
+
+        order 1:  x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) x̂_0,i
+        2M:       D = (1 + 1/(2r)) x̂_0,i − 1/(2r) x̂_0,i−1,  r = h_{i−1}/h_i,
+                  x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D.
+
+    The first step is first order (no history). With ``lower_order_final`` the
+    last step is also first order when steps < 15 (diffusers' rule: it steadies
+    few-step sampling and leaves the second-order convergence intact).
+    One network call per step. A log-SNR ``grid`` is the usual choice.
+    """
+    order = check_int(order, "order", minimum=1)
+    if order > 2:
+        raise ValueError(f"order must be 1 or 2, got {order}")
+    run = _Run("dpm_solver", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
+               generator)
+    prev_x0, prev_h = None, None
+    for i, s, t in run.intervals():
+        cs, ct = run.coef(s), run.coef(t)
+        h = ct.lam - cs.lam
+        x0 = run.x0(x, run.eps(x, s), s)
+        final_low = lower_order_final and i == run.steps - 1 and run.steps < 15
+        if order == 1 or prev_x0 is None or final_low:
+            d = x0
+        else:
+            r = prev_h / h
+            d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev_x0
+        x = (ct.sigma / cs.sigma) * x - ct.m * math.expm1(-h) * d
+        prev_x0, prev_h = x0, h
+        run.emit(i, t, x, x0)
+    return run.finish(x, denoise, order=order)
+
+
+# -- DDPM ancestral sampling --------------------------------------------------------------------
+def ancestral(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+              generator=None, progress=False, denoise=False, info=None,
+              variance="posterior") -> Tensor:
+    r"""Ancestral sampling from the Gaussian posterior q(x_t | x_s, x_0 = x̂_0), s > t.
+
+    With m_{s|t} = m_s/m_t and σ²_{s|t} = σ_s² − m_{s|t}² σ_t² (the forward
+    transition x_s | x_t):
+
+        mean = (m_t σ²_{s|t}/σ_s²) x̂_0 + (m_{s|t} σ_t²/σ_s²) x_s
+             = (x_s − σ²_{s|t} ε̂/σ_s) / m_{s|t}
+        var  = σ²_{s|t} σ_t²/σ_s²   ("posterior": DDPM's β̃; equals DDIM η = 1)
+             = σ²_{s|t}             ("beta": DDPM's σ² = β_i; = 1 − ᾱ_s/ᾱ_t for VP,
+                                     σ_s² − σ_t² for VE)
+    """
+    check_choice(variance, "variance", ("posterior", "beta"))
+    run = _Run("ancestral", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
+               generator)
+    for i, s, t in run.intervals():
+        cs, ct = run.coef(s), run.coef(t)
+        m_st = cs.m / ct.m
+        # σ²_{s|t} = σ_s² (1 − e^{−2h}) computed without cancellation
+        var_st = cs.sigma**2 * -math.expm1(-2.0 * (ct.lam - cs.lam))
+        eps = run.eps(x, s)
+        x0 = run.x0(x, eps, s)
+        mean = (x - var_st / cs.sigma * eps) / m_st
+        var = var_st * ct.sigma**2 / cs.sigma**2 if variance == "posterior" else var_st
+        x = mean + math.sqrt(var) * run.noise()
+        run.emit(i, t, x, x0)
+    return run.finish(x, denoise, variance=variance)
+
+
+SAMPLERS = {
+    "euler_maruyama": euler_maruyama,
+    "predictor_corrector": predictor_corrector,
+    "probability_flow": probability_flow,
+    "exponential_integrator": exponential_integrator,
+    "ddim": ddim,
+    "dpm_solver": dpm_solver,
+    "ancestral": ancestral,
+}
+
+
+def sample(eps_model, sde, shape, method: str = "dpm_solver", steps: int = 20,
+           generator: torch.Generator | None = None, *, dtype=torch.float32, device="cpu",
+           **kwargs) -> Tensor:
+    """Draw x_1 = ``sde.prior_sample(shape, generator)`` and run sampler ``method`` on it.
+
+    ``kwargs`` go to the sampler (``t_end``, ``grid``, ``y``, ``callback``,
+    ``progress``, ``denoise``, ``info`` and method options such as ``eta``).
+    """
+    if not isinstance(method, str) or method not in SAMPLERS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(SAMPLERS)}")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a diffusion_lab SDE, got {type(sde).__name__}")
+    steps = check_int(steps, "steps", minimum=1)
+    x = sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
+    return SAMPLERS[method](eps_model, sde, x, steps=steps, generator=generator, **kwargs)

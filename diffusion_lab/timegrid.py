@@ -1,0 +1,86 @@
+r"""Time grids for samplers, and the per-time coefficients every sampler is built from.
+
+A sampler walks a grid 1 = t_0 > t_1 > … > t_N = t_end. Three spacings:
+
+    uniform    t_i = 1 − (i/N)(1 − t_end)
+    quadratic  t_i = t_end + (1 − t_end)(1 − i/N)²       (DDIM's "quad": dense near t_end)
+    logsnr     λ(t_i) = λ(1) + (i/N)(λ(t_end) − λ(1))   (DPM-Solver's choice; λ = log(m/σ))
+
+At each grid time the samplers need only m, σ, λ = log(m/σ), the drift
+coefficient f and the squared diffusion g² of the forward SDE
+dx = f x dt + g dw; :func:`coefficients` returns them as float64 Python floats.
+For every linear SDE in the package g² = −2σ²λ'(t), which is why the same
+formulas serve VP, sub-VP and VE.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ._checks import check_choice, check_int
+from .sde import SDE
+
+__all__ = ["GRIDS", "Coefficients", "coefficients", "time_grid", "check_t_end"]
+
+GRIDS = ("uniform", "quadratic", "logsnr")
+
+
+class Coefficients(NamedTuple):
+    """m(t), σ(t), λ(t) = log(m/σ), f(t) and g(t)² at one time (float64 Python floats)."""
+
+    m: float
+    sigma: float
+    lam: float
+    f: float
+    g2: float
+
+
+def coefficients(sde: SDE, t: float) -> Coefficients:
+    """Evaluate the SDE's scalar coefficients at time ``t`` in float64."""
+    tt = torch.tensor(float(t), dtype=torch.float64)
+    m, s = sde.marginal(tt)
+    m, s = float(m), float(s)
+    f = float(sde.drift_coef(tt))
+    g2 = float(sde.diffusion(tt)) ** 2
+    return Coefficients(m, s, math.log(m) - math.log(s), f, g2)
+
+
+def check_t_end(sde: SDE, t_end) -> float:
+    """Default ``t_end`` to ``sde.t_min`` and check it lies in the open interval (0, 1)."""
+    if t_end is None:
+        t_end = sde.t_min
+    if isinstance(t_end, Tensor) and t_end.numel() == 1:
+        t_end = t_end.item()
+    if isinstance(t_end, bool) or not isinstance(t_end, (int, float)):
+        raise TypeError(f"t_end must be a float in (0, 1), got {type(t_end).__name__}")
+    t_end = float(t_end)
+    if not (math.isfinite(t_end) and 0.0 < t_end < 1.0):
+        raise ValueError(f"t_end must lie in the open interval (0, 1), got {t_end!r}")
+    return t_end
+
+
+def time_grid(sde: SDE, steps: int, t_end: float | None = None, kind: str = "uniform") -> Tensor:
+    """The decreasing float64 grid ``[steps + 1]`` from exactly 1 down to exactly ``t_end``."""
+    steps = check_int(steps, "steps", minimum=1)
+    t_end = check_t_end(sde, t_end)
+    check_choice(kind, "grid", GRIDS)
+    u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)  # fraction of the way
+    if kind == "uniform":
+        grid = 1.0 - u * (1.0 - t_end)
+    elif kind == "quadratic":
+        grid = t_end + (1.0 - t_end) * (1.0 - u) ** 2
+    else:
+        lam0 = sde.log_snr(torch.tensor(1.0, dtype=torch.float64))
+        lam1 = sde.log_snr(torch.tensor(t_end, dtype=torch.float64))
+        grid = sde.t_from_log_snr(lam0 + u * (lam1 - lam0)).to(torch.float64)
+    grid[0], grid[-1] = 1.0, t_end
+    if not bool((grid[1:] < grid[:-1]).all()):
+        raise ValueError(
+            f"time grid {kind!r} with steps={steps}, t_end={t_end} is not strictly decreasing; "
+            "use fewer steps or a larger t_end"
+        )
+    return grid

@@ -1,0 +1,284 @@
+r"""Training a noise predictor: the ε-prediction loss on continuous time, for any SDE.
+
+One step (Ho et al. 2020's L_simple, with t continuous as in Song et al. 2021)::
+
+    x_0 ~ data,  t ~ U[t_min, 1],  z ~ N(0, I),  x_t = m(t) x_0 + σ(t) z
+    L(θ) = E ‖ε_θ(x_t, t, y) − z‖²   (mean over batch and dimensions)
+
+followed by AdamW (fused on CUDA; optional linear LR warm-up), gradient-norm clipping and an
+exponential moving average (EMA) of the weights, the network used for sampling:
+
+    θ_ema ← d_n θ_ema + (1 − d_n) θ,   d_n = min(ema_decay, (1 + n)/(10 + n))
+
+(n = updates so far; the ramp keeps the EMA from remembering the random
+initialisation in short runs). With class labels, each sample's label is
+replaced by the null class ``num_classes`` with probability ``label_dropout``,
+independently per sample, so one network learns ε(x, t, y) and ε(x, t) for
+classifier-free guidance.
+
+Randomness: batch indices, t, z and the label-dropout mask come from one CPU
+``torch.Generator`` seeded with ``seed`` (so a CPU and a GPU run see the same
+batches), and dropout layers use the global RNG, seeded from ``seed`` inside
+``torch.random.fork_rng`` (the caller's global RNG is left untouched). Both RNG
+states go into every checkpoint: a run killed and resumed ends bit-identical
+(on CPU) to one never interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ._checks import check_finite, check_int, check_positive, expand_like
+from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from .sde import SDE
+
+__all__ = ["TrainResult", "train", "eps_loss", "drop_labels", "ema_update", "ema_decay_at"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the per-step losses of the whole run (resumed runs
+    include the steps before the interruption), the final step, the EMA network and the
+    training wall time in seconds (summed over resumptions)."""
+
+    loss_history: list[float]
+    steps: int
+    ema: nn.Module
+    wall_time: float
+    samples: list = field(default_factory=list)  # (step, tensor) pairs when sample_every is set
+    info: dict = field(default_factory=dict)  # hyperparameters, seed, device
+
+    @property
+    def final_loss(self) -> float:
+        """Mean loss over the last ≤ 100 steps (a single step's loss is too noisy)."""
+        tail = self.loss_history[-100:]
+        return float(sum(tail) / len(tail)) if tail else float("nan")
+
+
+def eps_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
+             y: Tensor | None = None) -> Tensor:
+    """L = mean ‖ε_θ(m x_0 + σ z, t, y) − z‖² for given t [B] and z (shaped like x_0).
+
+    m(t), σ(t) are computed where ``t`` lives (a CPU ``t`` keeps the argument checks of
+    the SDE from synchronising the GPU) and moved to ``x0``'s device and dtype.
+    """
+    m, s = (v.to(device=x0.device, dtype=x0.dtype) for v in sde.marginal(t))
+    t = t.to(device=x0.device, dtype=x0.dtype)
+    xt = expand_like(m, x0) * x0 + expand_like(s, x0) * noise
+    eps = net(xt, t) if y is None else net(xt, t, y)
+    return F.mse_loss(eps, noise)
+
+
+def drop_labels(y: Tensor, p: float, null_class: int, generator: torch.Generator | None = None
+                ) -> Tensor:
+    """Replace each label by ``null_class`` independently with probability ``p``."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"label_dropout must be in [0, 1], got {p}")
+    keep = torch.rand(y.shape, generator=generator) >= p
+    return torch.where(keep.to(y.device), y, torch.full_like(y, null_class))
+
+
+def ema_decay_at(n: int, ema_decay: float) -> float:
+    """d_n = min(ema_decay, (1 + n)/(10 + n)), the decay for the (n+1)-th update."""
+    return min(ema_decay, (1.0 + n) / (10.0 + n))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
+    """θ_ema ← decay θ_ema + (1 − decay) θ; buffers are copied."""
+    ema_params, params = list(ema.parameters()), list(net.parameters())
+    if len(ema_params) != len(params):
+        raise ValueError(f"ema has {len(ema_params)} parameters, net {len(params)}")
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)  # one fused launch per device
+    for be, b in zip(ema.buffers(), net.buffers(), strict=True):
+        be.copy_(b)
+
+
+def _checkpoint_state(generator, step, losses, wall, ema_decay, device) -> dict:
+    state = {"generator_state": generator.get_state(),
+             "torch_cpu_rng_state": torch.get_rng_state(),
+             "loss_history": torch.tensor(losses, dtype=torch.float64),
+             "wall_time": wall, "ema_decay": ema_decay}
+    if device.type == "cuda":
+        state["torch_cuda_rng_state"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int = 128,
+          lr: float = 2e-4, weight_decay: float = 0.0, warmup: int = 0,
+          grad_clip: float | None = 1.0, ema_decay: float = 0.999, labels: Tensor | None = None,
+          label_dropout: float = 0.1, t_min: float | None = None, seed: int = 0,
+          ema: nn.Module | None = None, checkpoint_dir=None, checkpoint_every: int | None = None,
+          resume: bool = False, sample_every: int | None = None, sample_fn=None,
+          progress: bool = True, log_every: int = 10, device="cpu", data_shape=None,
+          class_names=None, info: dict | None = None) -> TrainResult:
+    """Train ``net`` (in place, moved to ``device``) to predict the noise of ``sde``.
+
+    ``data`` is ``[N, ...]`` (images ``[N, C, H, W]`` in [-1, 1], points ``[N, d]``);
+    ``labels`` ``[N]`` ints in [0, num_classes) make the run class-conditional.
+    ``steps`` is the *total* number of optimiser steps. With ``checkpoint_dir``, a full
+    resumable checkpoint is written there atomically every ``checkpoint_every`` steps and
+    at the end; ``resume=True`` continues from it (optimizer, EMA, RNG states, step, loss
+    history). ``ema`` continues an existing EMA network instead of copying ``net``.
+    ``sample_every`` calls ``sample_fn(ema, step)`` (or, if None, nothing is drawn) and
+    keeps ``(step, result)`` in ``TrainResult.samples``.
+    """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a diffusion_lab SDE, got {type(sde).__name__}")
+    check_finite(data, "data")
+    if data.dim() < 2 or data.shape[0] < 1:
+        raise ValueError(f"data must be [N, ...] with N >= 1, got shape {list(data.shape)}")
+    steps = check_int(steps, "steps", minimum=0)
+    batch_size = check_int(batch_size, "batch_size")
+    log_every = check_int(log_every, "log_every")
+    check_positive(lr, "lr")
+    check_positive(weight_decay, "weight_decay", allow_zero=True)
+    check_int(warmup, "warmup", minimum=0)
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+    t_min = sde.t_min if t_min is None else check_positive(t_min, "t_min")
+    if not t_min < 1.0:
+        raise ValueError(f"t_min must be < 1, got {t_min}")
+    null_class = None
+    if labels is not None:
+        null_class = getattr(net, "num_classes", None)
+        if null_class is None:
+            raise ValueError("labels were given but net has no num_classes (unconditional net)")
+        if labels.shape != (data.shape[0],) or labels.is_floating_point():
+            raise ValueError(f"labels must be an integer tensor of shape [{data.shape[0]}], "
+                             f"got {labels.dtype} {list(labels.shape)}")
+        if bool((labels < 0).any()) or bool((labels >= null_class).any()):
+            raise ValueError(f"labels must lie in [0, {null_class}), got "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+    if checkpoint_every is not None:
+        check_int(checkpoint_every, "checkpoint_every")
+        if checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir")
+
+    device = torch.device(device)
+    net.to(device)
+    data = data.to(device)
+    labels = None if labels is None else labels.to(device=device, dtype=torch.long)
+    ema = copy.deepcopy(net) if ema is None else ema.to(device)
+    ema.eval().requires_grad_(False)
+    fused = device.type == "cuda"  # one kernel for the whole update on a GPU
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay,
+                                  fused=fused or None)
+    generator = torch.Generator().manual_seed(int(seed))
+    step, losses, wall_before = 0, [], 0.0
+    info = dict(info or {})
+    info.update(seed=int(seed), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                warmup=warmup, grad_clip=grad_clip, ema_decay=ema_decay, t_min=t_min,
+                label_dropout=label_dropout if labels is not None else None)
+    data_shape = list(data.shape[1:]) if data_shape is None else data_shape
+    ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(int(seed))
+        if resume and ckpt_dir is not None and (ckpt_dir.exists() or _any_sibling(ckpt_dir)):
+            ck = load_checkpoint(ckpt_dir, device=device, training_state=True)
+            if ck.train_state is None or ck.optimizer_state is None:
+                raise ValueError(f"{ckpt_dir} holds no training state (saved without optimizer); "
+                                 "it cannot be resumed")
+            saved_cfg, cfg = ck.config["net"]["config"], net.config()
+            if ck.config["net"]["class"] != type(net).__name__ or saved_cfg != cfg:
+                diff = sorted(k for k in set(saved_cfg) | set(cfg)
+                              if saved_cfg.get(k) != cfg.get(k))
+                raise ValueError(f"cannot resume {ckpt_dir}: the network differs from the saved "
+                                 f"{ck.config['net']['class']} (config keys {diff})")
+            load_state_strict(net, ck.net.state_dict(), f"{ckpt_dir}/model.safetensors")
+            load_state_strict(ema, ck.ema.state_dict(), f"{ckpt_dir}/ema.safetensors")
+            optimizer.load_state_dict(ck.optimizer_state)
+            for group in optimizer.param_groups:  # the implementation follows this device
+                group["fused"], group["foreach"] = fused or None, None
+            ts = ck.train_state
+            step = int(ts["step"])
+            losses = ts["loss_history"].tolist()
+            wall_before = float(ts["wall_time"])
+            generator.set_state(ts["generator_state"])
+            torch.set_rng_state(ts["torch_cpu_rng_state"])
+            if device.type == "cuda" and "torch_cuda_rng_state" in ts:
+                torch.cuda.set_rng_state(ts["torch_cuda_rng_state"], device)
+
+        def save(at_step: int, wall: float) -> None:
+            run_info = dict(info, wall_time=wall, device=str(device),
+                            final_loss=TrainResult(losses, at_step, ema, wall).final_loss)
+            save_checkpoint(ckpt_dir, net, sde, ema=ema, optimizer=optimizer, step=at_step,
+                            train_state=_checkpoint_state(generator, at_step, losses, wall,
+                                                          ema_decay, device),
+                            data_shape=data_shape, class_names=class_names, info=run_info)
+
+        pending: list[Tensor] = []
+
+        def flush(at_step: int, running):
+            values = torch.stack(pending).tolist()
+            pending.clear()
+            for i, value in enumerate(values):
+                if not math.isfinite(value):
+                    bad = at_step - len(values) + i + 1
+                    raise FloatingPointError(f"loss became {value} at step {bad}; lower lr "
+                                             "or check the data")
+                running = value if running is None else 0.98 * running + 0.02 * value
+            losses.extend(values)
+            return running
+
+        was_training = net.training
+        net.train()
+        samples = []
+        start = time.perf_counter()
+        bar = tqdm(total=steps, initial=min(step, steps), desc="train", disable=not progress)
+        n = data.shape[0]
+        running = None
+        while step < steps:
+            idx = torch.randint(n, (batch_size,), generator=generator)
+            t = t_min + (1.0 - t_min) * torch.rand(batch_size, generator=generator)
+            noise = torch.randn((batch_size, *data.shape[1:]), generator=generator)
+            x0 = data[idx.to(device)]
+            y = None
+            if labels is not None:
+                y = drop_labels(labels[idx.to(device)], label_dropout, null_class, generator)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
+            loss = eps_loss(net, sde, x0, t, noise.to(device=device, dtype=data.dtype), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None and grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+            optimizer.step()
+            ema_update(ema, net, ema_decay_at(step, ema_decay))
+            step += 1
+            pending.append(loss.detach())
+            bar.update(1)
+            due_sample = bool(sample_every) and sample_fn is not None and step % sample_every == 0
+            due_save = bool(checkpoint_every) and step % checkpoint_every == 0 and step < steps
+            if step % log_every == 0 or due_sample or due_save or step == steps:
+                running = flush(step, running)  # one GPU sync per log_every steps
+                bar.set_postfix(loss=f"{running:.4f}")
+            if due_sample:
+                samples.append((step, sample_fn(ema, step)))
+            if due_save:
+                save(step, wall_before + time.perf_counter() - start)
+        bar.close()
+        wall = wall_before + time.perf_counter() - start
+        if ckpt_dir is not None:
+            save(step, wall)
+        net.train(was_training)
+    return TrainResult(losses, step, ema, wall, samples, dict(info, device=str(device)))
+
+
+def _any_sibling(path: Path) -> bool:
+    return path.parent.is_dir() and any(path.parent.glob(f".{path.name}.*-*"))
