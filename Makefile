@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: lab test install lint notebooks exercises clean
+.PHONY: lab test install lint notebooks exercises solutions benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,11 @@ notebooks: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# regenerate exercises/ from solutions/*.ipynb (no kernel needed)
+exercises: $(STAMP)
+	$(BIN)/python tools/make_exercises.py
+
+# re-execute solutions/src/*.py into solutions/ and regenerate their exercises (NB="01 05")
+solutions: $(STAMP)
+	$(BIN)/python tools/build_solutions.py $(NB)

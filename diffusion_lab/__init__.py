@@ -4,7 +4,7 @@ Time is continuous, t ∈ [0, 1]; images live in [-1, 1]; a model is a noise
 predictor ``eps_model(x, t, y=None)``. See the README for the course.
 """
 
-from . import data, nets, oracles
+from . import checks, data, nets, oracles, tasks
 from .checkpoint import Checkpoint, PickleRefusedError, load_checkpoint, save_checkpoint
 from .classifier import MNISTClassifier, load_classifier
 from .ddpm import DiscreteDDPM, StepSchedule, ddpm_linear_betas
@@ -43,6 +43,14 @@ from .schedules import (
     get_schedule,
 )
 from .sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE, get_sde
+from .tasks import (
+    classifier_free_guidance,
+    colorize,
+    ddim_invert,
+    inpaint,
+    slerp,
+    super_resolve,
+)
 from .timegrid import time_grid
 from .training import TrainResult, train
 

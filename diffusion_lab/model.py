@@ -17,17 +17,17 @@ terms come from one batched forward pass of 2B samples.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .samplers import sample
+from .samplers import SAMPLERS, sample
 from .schedules import get_schedule
 from .sde import SDE, get_sde
 from .training import TrainResult, train
 
 __all__ = ["GenerativeModel", "guided_eps_model"]
 
-_HOOK_MSG = "lands with the tasks/metrics issue"
 
 
 def guided_eps_model(net: nn.Module, y: Tensor, guidance: float, null_class: int):
@@ -41,6 +41,11 @@ def guided_eps_model(net: nn.Module, y: Tensor, guidance: float, null_class: int
         return eps_u + guidance * (eps_c - eps_u)
 
     return eps
+
+
+def _on(value, device):
+    """``value`` moved to ``device`` when it is a tensor (anything else is left for validation)."""
+    return value.to(device) if isinstance(value, Tensor) else value
 
 
 def _infer_data_shape(net: nn.Module):
@@ -198,12 +203,197 @@ class GenerativeModel:
         return cls(ck.net, ck.sde, data_shape=None if shape is None else tuple(shape),
                    class_names=ck.data.get("class_names"), ema=ck.ema, info=ck.info)
 
+    # -- controllable generation: diffusion_lab.tasks -------------------------------------------
+    def _conditioning(self, n: int, labels, guidance):
+        """(net, eps_model, y) for ``n`` samples, with ``generate``'s rules for labels/guidance."""
+        net = self.ema if self.ema is not None else self.net
+        device, null = next(net.parameters()).device, self.num_classes
+        if null is None and (labels is not None or guidance is not None):
+            raise ValueError("labels/guidance need a class-conditional net (num_classes set)")
+        if guidance is not None and labels is None:
+            raise ValueError("guidance needs labels (the class to guide towards)")
+        if null is None:
+            return net, net, None
+        y = (torch.full((n,), null, dtype=torch.long, device=device) if labels is None
+             else self._labels(labels, n, device))
+        if guidance is not None:
+            return net, guided_eps_model(net, y, float(guidance), null), None
+        return net, net, y
+
+    def _images(self, x, name: str, shape=None) -> Tensor:
+        """Check a batch ``[B, *shape]`` (images: in [-1, 1]); move it to the net's dtype/device."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got "
+                            f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
+        shape = tuple(self.data_shape) if shape is None else tuple(shape)
+        if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+            raise ValueError(f"{name} must have shape [B, {', '.join(map(str, shape))}], "
+                             f"got {list(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains non-finite values (nan or inf)")
+        if len(shape) == 3 and (float(x.min()) < -1 or float(x.max()) > 1):
+            raise ValueError(f"{name} must lie in [-1, 1] (images), got values in "
+                             f"[{float(x.min()):.4g}, {float(x.max()):.4g}]")
+        p = next(self.net.parameters())
+        return x.to(dtype=p.dtype, device=p.device)
+
+    @torch.no_grad()
+    def _constrained(self, constraint_fn, n: int, *, method, steps, seed, labels, guidance,
+                     progress, **kwargs) -> Tensor:
+        from . import tasks
+
+        net, eps_model, y = self._conditioning(n, labels, guidance)
+        was_training = net.training
+        net.eval()
+        try:
+            gen = torch.Generator(self.device).manual_seed(int(seed))
+            return tasks.sample_with_constraint(eps_model, self.sde, constraint_fn(),
+                                                method=method, steps=steps, generator=gen, y=y,
+                                                progress=progress, **kwargs)
+        finally:
+            net.train(was_training)
+
+    def inpaint(self, x: Tensor, mask: Tensor, method: str = "ancestral", steps: int = 100,
+                seed: int = 0, labels=None, guidance: float | None = None,
+                resample_steps: int = 1, jump: int = 1, progress: bool = False,
+                clip: bool = True, **kwargs) -> Tensor:
+        """Fill the pixels of ``x`` ``[B, *data_shape]`` where ``mask`` = 1 (0 = known, kept
+        exactly) by replacement at the current noise level
+        (:func:`diffusion_lab.tasks.inpaint`); ``resample_steps``/``jump``: RePaint.
+        ``clip`` clamps generated pixels to [-1, 1] (the known ones already are; images only,
+        so the same method imputes missing coordinates of 2-D data)."""
+        from . import tasks
+
+        x = self._images(x, "x")
+        out = self._constrained(lambda: tasks.inpainting_constraint(x, _on(mask, x.device)),
+                                x.shape[0], method=method, steps=steps, seed=seed, labels=labels,
+                                guidance=guidance, progress=progress,
+                                resample_steps=resample_steps, jump=jump, **kwargs)
+        return out.clamp(-1.0, 1.0) if clip and len(self.data_shape) == 3 else out
+
+    def colorize(self, gray: Tensor, method: str = "ancestral", steps: int = 100, seed: int = 0,
+                 labels=None, guidance: float | None = None, progress: bool = False,
+                 clip: bool = True, **kwargs) -> Tensor:
+        """RGB images whose luminance Y = w·rgb equals ``gray`` (``[B, 1, H, W]``, or
+        ``[B, 3, H, W]`` to take the luminance of; in [-1, 1]); the chroma is generated
+        (:func:`diffusion_lab.tasks.colorize`). ``clip`` moves out-of-range pixels towards
+        the grey (Y, Y, Y) along their chroma, which keeps Y exactly."""
+        from . import tasks
+
+        if self.data_shape is None or len(self.data_shape) != 3 or self.data_shape[0] != 3:
+            raise ValueError(f"colorize needs an RGB image model, data_shape={self.data_shape}")
+        channels = gray.shape[1] if isinstance(gray, Tensor) and gray.dim() == 4 else 1
+        if channels not in (1, 3):
+            raise ValueError(f"gray must be [B, 1, H, W] or [B, 3, H, W], got {list(gray.shape)}")
+        gray = self._images(gray, "gray", (channels, *self.data_shape[1:]))
+        luma = tasks._grayscale(gray)
+        out = self._constrained(lambda: tasks.colorization_constraint(luma), gray.shape[0],
+                                method=method, steps=steps, seed=seed, labels=labels,
+                                guidance=guidance, progress=progress, **kwargs)
+        if clip:
+            out = tasks.shrink_into_range(out, luma.expand_as(out),
+                                          lambda s: s.amin(1, keepdim=True))
+        return out
+
+    def super_resolve(self, low_res: Tensor, factor: int = 2, method: str = "ancestral",
+                      steps: int = 100, seed: int = 0, labels=None,
+                      guidance: float | None = None, progress: bool = False, clip: bool = True,
+                      **kwargs) -> Tensor:
+        """Images ``[B, *data_shape]`` whose ``factor``×``factor`` average pooling equals
+        ``low_res`` (:func:`diffusion_lab.tasks.super_resolve`). ``clip`` shrinks each
+        block's detail towards its mean until in range, which keeps the pooling exact."""
+        from . import tasks
+
+        if self.data_shape is None or len(self.data_shape) != 3:
+            raise ValueError(f"super_resolve needs an image model, data_shape={self.data_shape}")
+        c, h, w = self.data_shape
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2 or h % factor \
+                or w % factor:
+            raise ValueError(f"factor must be an int >= 2 dividing {h}x{w}, got {factor!r}")
+        low_res = self._images(low_res, "low_res", (c, h // factor, w // factor))
+        out = self._constrained(lambda: tasks.super_resolution_constraint(low_res, factor),
+                                low_res.shape[0], method=method, steps=steps, seed=seed,
+                                labels=labels, guidance=guidance, progress=progress, **kwargs)
+        if clip:
+            def block_min(s):
+                return tasks.upsample(-F.max_pool2d(-s, factor), factor)
+
+            out = tasks.shrink_into_range(out, tasks.upsample(low_res, factor), block_min)
+        return out
+
+    @torch.no_grad()
+    def invert(self, x: Tensor, steps: int = 50, labels=None, guidance: float | None = None,
+               grid: str = "uniform") -> Tensor:
+        """DDIM inversion image → prior noise (:func:`diffusion_lab.tasks.ddim_invert`);
+        ``sample(..., method="ddim", steps=steps, grid=grid)`` from it returns ≈ x."""
+        from . import tasks
+
+        x = self._images(x, "x")
+        net, eps_model, y = self._conditioning(x.shape[0], labels, guidance)
+        was_training = net.training
+        net.eval()
+        try:
+            return tasks.ddim_invert(eps_model, self.sde, x, steps, y=y, grid=grid)
+        finally:
+            net.train(was_training)
+
+    @torch.no_grad()
+    def interpolate(self, a: Tensor, b: Tensor, num: int = 8, steps: int = 50,
+                    images: bool = True, labels=None, guidance: float | None = None,
+                    grid: str = "uniform", clip: bool = True) -> Tensor:
+        """``num`` images ``[num, *data_shape]`` along the spherical path between the prior
+        noises of ``a`` and ``b`` (each ``[1, *data_shape]``), decoded by deterministic DDIM.
+        With ``images=True`` a and b are images, DDIM-inverted first (the ends then
+        reproduce them up to the inversion error); otherwise they are prior noise.
+        ``labels``: one int class (or None) for the whole path."""
+        from . import tasks
+
+        if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+            raise ValueError(f"num must be an int >= 2, got {num!r}")
+        if labels is not None and (isinstance(labels, bool) or not isinstance(labels, int)):
+            raise TypeError(f"labels must be one int class or None, got {labels!r}")
+        if images:
+            a, b = self.invert(a, steps, labels, guidance, grid), self.invert(b, steps, labels,
+                                                                              guidance, grid)
+        p = next(self.net.parameters())
+        a, b = a.to(p.device, p.dtype), b.to(p.device, p.dtype)
+        if a.shape != (1, *self.data_shape) or b.shape != a.shape:
+            raise ValueError(f"a and b must have shape [1, {', '.join(map(str, self.data_shape))}]"
+                             f", got {list(a.shape)} and {list(b.shape)}")
+        alphas = torch.linspace(0.0, 1.0, num, dtype=torch.float64)
+        z = tasks.slerp(a[0], b[0], alphas)
+        net, eps_model, y = self._conditioning(num, labels, guidance)
+        was_training = net.training
+        net.eval()
+        try:
+            out = SAMPLERS["ddim"](eps_model, self.sde, z, steps=steps, grid=grid, y=y)
+        finally:
+            net.train(was_training)
+        return out.clamp(-1.0, 1.0) if clip else out
+
     # -- hooks filled by later issues ------------------------------------------------------
-    def inpaint(self, *args, **kwargs):
-        raise NotImplementedError(_HOOK_MSG)
+    def evaluate(self, real: Tensor, n: int = 2000, *, method: str = "dpm_solver",
+                 steps: int = 20, seed: int = 0, labels=None, guidance: float | None = None,
+                 feature_net=None, batch_size: int = 500, progress: bool = False) -> dict:
+        """Generate ``n`` images and compare them with ``real`` ([N, C, H, W] in [-1, 1]).
 
-    def colorize(self, *args, **kwargs):
-        raise NotImplementedError(_HOOK_MSG)
+        Returns ``{"fid", "kid_mean", "kid_std", "precision", "recall", "n"}`` computed in the
+        feature space of ``feature_net`` (default: the bundled MNIST classifier, see
+        :mod:`diffusion_lab.metrics`). The metrics module warns or refuses when ``n`` is too
+        small for a statistic; nothing here hides that.
+        """
+        from . import metrics
 
-    def evaluate(self, *args, **kwargs):
-        raise NotImplementedError(_HOOK_MSG)
+        fakes = [self.generate(min(batch_size, n - i), method=method, steps=steps, seed=seed + i,
+                               labels=None if labels is None else labels[i:i + batch_size],
+                               guidance=guidance, progress=progress)
+                 for i in range(0, n, batch_size)]
+        fake = torch.cat(fakes).cpu()
+        real = real.cpu()
+        generator = torch.Generator().manual_seed(seed)
+        kid_mean, kid_std = metrics.kid(real, fake, subset_size=min(1000, n, real.shape[0]),
+                                        feature_net=feature_net, generator=generator)
+        pr = metrics.precision_recall(metrics.extract_features(real, feature_net),
+                                      metrics.extract_features(fake, feature_net))
+        return {"fid": metrics.fid(real, fake, feature_net), "kid_mean": kid_mean,
+                "kid_std": kid_std, "precision": pr[0], "recall": pr[1], "n": n}

@@ -57,7 +57,7 @@ def integrate_fixed(fn, y0: Tensor, grid, method: str = "heun", callback=None) -
     step = FIXED_METHODS[method]
     y, nfe = y0, 0
     grid = [float(t) for t in grid]
-    for i, (t, t_next) in enumerate(zip(grid[:-1], grid[1:])):
+    for i, (t, t_next) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
         y, n = step(fn, t, y, t_next - t)
         nfe += n
         if callback is not None:
@@ -78,7 +78,7 @@ _A = [
 ]
 _B5 = [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0]
 _B4 = [5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40]
-_E = [b5 - b4 for b5, b4 in zip(_B5, _B4)]
+_E = [b5 - b4 for b5, b4 in zip(_B5, _B4, strict=True)]
 
 
 def rk45(fn, y0: Tensor, t0: float, t1: float, *, rtol: float = 1e-5, atol: float = 1e-5,
@@ -108,11 +108,11 @@ def rk45(fn, y0: Tensor, t0: float, t1: float, *, rtol: float = 1e-5, atol: floa
         hs = direction * h
         ks = [k1]
         for i in range(1, 7):
-            yi = y + hs * sum(a * k for a, k in zip(_A[i], ks))
+            yi = y + hs * sum(a * k for a, k in zip(_A[i], ks, strict=False))
             ks.append(fn(t + _C[i] * hs, yi))
         nfe += 6
-        y_new = y + hs * sum(b * k for b, k in zip(_B5, ks) if b != 0.0)
-        err = hs * sum(e * k for e, k in zip(_E, ks) if e != 0.0)
+        y_new = y + hs * sum(b * k for b, k in zip(_B5, ks, strict=True) if b != 0.0)
+        err = hs * sum(e * k for e, k in zip(_E, ks, strict=True) if e != 0.0)
         scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
         err_norm = float(torch.sqrt(torch.mean((err / scale) ** 2)))
         if not math.isfinite(err_norm):

@@ -120,7 +120,7 @@ class SDE:
         flat = x.reshape(x.shape[0], -1)
         return -0.5 * d * math.log(2 * math.pi * s2) - 0.5 * (flat**2).sum(-1) / s2
 
-    def reverse(self, score_fn, probability_flow: bool = False) -> "ReverseSDE":
+    def reverse(self, score_fn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (or, with ``probability_flow=True``, the probability-flow ODE)."""
         return ReverseSDE(self, score_fn, probability_flow)
 

