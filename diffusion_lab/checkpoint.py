@@ -391,6 +391,13 @@ def load_state_strict(module: nn.Module, tensors: dict, source: str) -> None:
     module.load_state_dict(tensors, strict=True)
 
 
+def _as_stored_dtype(module, tensors: dict):
+    """Cast a freshly built module to the one floating dtype its saved tensors have, so a
+    changed ``torch.set_default_dtype`` neither breaks loading nor silently upcasts."""
+    stored = {v.dtype for v in tensors.values() if v.is_floating_point()}
+    return module.to(stored.pop()) if len(stored) == 1 else module
+
+
 def load_checkpoint(path, *, device="cpu", training_state: bool = False) -> Checkpoint:
     """Rebuild network, EMA network and SDE from a checkpoint directory (see module docs).
 
@@ -424,14 +431,15 @@ def load_checkpoint(path, *, device="cpu", training_state: bool = False) -> Chec
     from . import nets  # noqa: F401  (registers the built-in networks)
 
     net_cls = lookup(config["net"]["class"])
-    net = net_cls(**config["net"]["config"])
-    load_state_strict(net, _read_tensors(path / "model.safetensors"), f"{path}/model.safetensors")
+    weights = _read_tensors(path / "model.safetensors")
+    net = _as_stored_dtype(net_cls(**config["net"]["config"]), weights)
+    load_state_strict(net, weights, f"{path}/model.safetensors")
     net.to(device)
     ema = None
     if config["files"].get("ema"):
-        ema = net_cls(**config["net"]["config"])
-        load_state_strict(ema, _read_tensors(path / config["files"]["ema"]),
-                          f"{path}/{config['files']['ema']}")
+        ema_weights = _read_tensors(path / config["files"]["ema"])
+        ema = _as_stored_dtype(net_cls(**config["net"]["config"]), ema_weights)
+        load_state_strict(ema, ema_weights, f"{path}/{config['files']['ema']}")
         ema.to(device).eval().requires_grad_(False)
     ckpt = Checkpoint(path=path, net=net, sde=sde_from_json(config["sde"]), config=config,
                       ema=ema, data=config.get("data", {}))

@@ -172,6 +172,9 @@ def load_classifier(path=DEFAULT_CLASSIFIER_PATH, device="cpu") -> nn.Module:
             raise ValueError(f"{config} has no {key!r} entry; keys present: {sorted(cfg)}")
     model = lookup(cfg["class"])(**cfg["kwargs"])
     state = load_file(str(weights))
+    stored = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(stored) == 1:  # build in the saved dtype, whatever torch's default dtype is now
+        model.to(stored.pop())
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -287,3 +287,20 @@ def test_interrupted_swap_is_recovered(tmp_path):
     assert ck.info["steps"] == 5 and path.is_dir()
     save_checkpoint(path, ck.net, ck.sde, step=6)
     assert sorted(os.listdir(tmp_path)) == ["ck"]  # leftovers cleaned by the next save
+
+
+def test_loading_ignores_a_changed_default_dtype():
+    """Bundled float32 weights load as float32 even under torch.set_default_dtype(float64)
+    (a notebook may set it for exact math before loading a model)."""
+    from diffusion_lab.classifier import load_classifier
+    from diffusion_lab.model import GenerativeModel
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = GenerativeModel.load("data/checkpoints/mnist_cond")
+        clf = load_classifier("data/checkpoints/mnist_classifier")
+    finally:
+        torch.set_default_dtype(old)
+    assert next(model.net.parameters()).dtype == torch.float32
+    assert next(clf.parameters()).dtype == torch.float32
