@@ -4,7 +4,7 @@ Time is continuous, t ∈ [0, 1]; images live in [-1, 1]; a model is a noise
 predictor ``eps_model(x, t, y=None)``. See the README for the course.
 """
 
-from . import checks, data, nets, oracles, tasks
+from . import checks, data, distances, nets, oracles, tasks
 from .checkpoint import Checkpoint, PickleRefusedError, load_checkpoint, save_checkpoint
 from .classifier import MNISTClassifier, load_classifier
 from .ddpm import DiscreteDDPM, StepSchedule, ddpm_linear_betas

@@ -1,5 +1,5 @@
-r"""Sample-quality metrics: FID, KID, IS (through torchmetrics), precision/recall,
-and energy distance / sliced Wasserstein for low-dimensional data.
+r"""Sample-quality metrics: FID, KID, IS (through torchmetrics) in the feature space
+of a classifier; the sample-set distances are re-exported from :mod:`.distances`.
 
 Feature space. By default images ``[N, 1, 28, 28]`` in [-1, 1] are embedded by
 the bundled MNIST classifier (:mod:`diffusion_lab.classifier`, φ(x) ∈ R^128);
@@ -14,9 +14,9 @@ is raised when they are missing); any ``nn.Module`` with an integer
 * KID  = unbiased MMD² with the kernel k(a, b) = (aᵀb / F + 1)³, averaged over
   random subsets of ``subset_size`` (Bińkowski et al. 2018).
 * IS   = exp E_x KL(p(y|x) ‖ p(y)), computed in ``splits`` chunks; 1 ≤ IS ≤ #classes.
-* precision / recall: k-NN manifold estimate (Kynkäänniemi et al. 2019).
-* energy distance  D² = 2E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖ (Székely & Rizzo).
-* sliced Wasserstein SW_p = (E_θ W_p^p(θᵀX, θᵀY))^{1/p}, θ uniform on the sphere.
+
+precision/recall, energy distance and sliced Wasserstein live in
+:mod:`diffusion_lab.distances` and are re-exported here.
 
 Guards: a statistic refuses (ValueError) sample sizes where it is undefined and
 warns (``SmallSampleWarning``) where it is defined but strongly biased.
@@ -28,13 +28,13 @@ RNG is left untouched and the same generator seed gives the same value.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 
 import torch
 from torch import Tensor, nn
 
 from ._checks import check_finite, check_int
+from .distances import SmallSampleWarning, energy_distance, precision_recall, sliced_wasserstein
 
 __all__ = [
     "ClassifierFeatures",
@@ -51,10 +51,6 @@ __all__ = [
 ]
 
 FID_RECOMMENDED_N = 2000
-
-
-class SmallSampleWarning(UserWarning):
-    """A metric was computed from too few samples to be trusted at face value."""
 
 
 class ClassifierFeatures(nn.Module):
@@ -297,125 +293,3 @@ def extract_features(images: Tensor, feature_net=None, *, batch_size: int = 500)
     return torch.cat([net(transform(images[i:i + batch_size]))
                       for i in range(0, images.shape[0], batch_size)])
 
-
-def _check_points(x, name: str) -> Tensor:
-    check_finite(x, name)
-    if x.dim() != 2:
-        raise ValueError(f"{name} must have shape [N, D], got {list(x.shape)}")
-    return x
-
-
-def _kth_nn_radius(f: Tensor, k: int, chunk: int) -> Tensor:
-    """Distance from each row to its k-th nearest *other* row."""
-    out = []
-    for i in range(0, f.shape[0], chunk):
-        d = torch.cdist(f[i:i + chunk], f)
-        out.append(d.kthvalue(k + 1, dim=1).values)  # the 1st smallest is the point itself (0)
-    return torch.cat(out)
-
-
-def _coverage(query: Tensor, support: Tensor, radii: Tensor, chunk: int) -> float:
-    """Fraction of ``query`` points inside some ball B(support_j, radii_j)."""
-    inside = []
-    for i in range(0, query.shape[0], chunk):
-        d = torch.cdist(query[i:i + chunk], support)
-        inside.append((d <= radii[None, :]).any(dim=1))
-    return torch.cat(inside).double().mean().item()
-
-
-@torch.no_grad()
-def precision_recall(real_feats: Tensor, fake_feats: Tensor, k: int = 3, *, chunk: int = 1024
-                     ) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019).
-
-    The real manifold is ∪_i B(r_i, NN_k(r_i)) (balls reaching the k-th nearest real
-    neighbour); precision = fraction of fakes inside it. Recall swaps the roles.
-    Warns below 1,000 samples per set: k-NN balls are then wide and both values
-    are biased towards 1.
-    """
-    real_feats = _check_points(real_feats, "real_feats")
-    fake_feats = _check_points(fake_feats, "fake_feats")
-    check_int(k, "k")
-    if real_feats.shape[1] != fake_feats.shape[1]:
-        raise ValueError(
-            f"feature widths differ: real {real_feats.shape[1]}, fake {fake_feats.shape[1]}"
-        )
-    for name, f in (("real_feats", real_feats), ("fake_feats", fake_feats)):
-        if f.shape[0] <= k:
-            raise ValueError(f"{name} has n = {f.shape[0]} samples; k-NN with k = {k} needs n > k")
-        if f.shape[0] < 1000:
-            warnings.warn(f"precision/recall from {name} n = {f.shape[0]} < 1000: k-NN radii are "
-                          "large and both values are biased towards 1", SmallSampleWarning,
-                          stacklevel=2)
-    r_real = _kth_nn_radius(real_feats, k, chunk)
-    r_fake = _kth_nn_radius(fake_feats, k, chunk)
-    return (_coverage(fake_feats, real_feats, r_real, chunk),
-            _coverage(real_feats, fake_feats, r_fake, chunk))
-
-
-def _mean_dist(a: Tensor, b: Tensor, exclude_diagonal: bool, chunk: int = 2048) -> Tensor:
-    total = a.new_zeros(())
-    for i in range(0, a.shape[0], chunk):
-        total = total + torch.cdist(a[i:i + chunk], b).sum()
-    n_pairs = a.shape[0] * (b.shape[0] - 1) if exclude_diagonal else a.shape[0] * b.shape[0]
-    return total / n_pairs  # diagonal terms of cdist(a, a) are 0, so only the count changes
-
-
-def energy_distance(a: Tensor, b: Tensor, *, unbiased: bool = True) -> float:
-    """Squared energy distance D² = 2E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖ between samples [N, D].
-
-    ``unbiased=True``: U-statistics (within-sample pairs i ≠ j), an unbiased estimate
-    of the population D² (may be slightly negative). ``unbiased=False``: V-statistics;
-    in 1-D its square root equals ``scipy.stats.energy_distance``.
-    """
-    a, b = _check_points(a, "a"), _check_points(b, "b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
-    if min(a.shape[0], b.shape[0]) < 2:
-        raise ValueError(f"energy distance needs n >= 2 per set, got {a.shape[0]} and {b.shape[0]}")
-    return float(2 * _mean_dist(a, b, False) - _mean_dist(a, a, unbiased)
-                 - _mean_dist(b, b, unbiased))
-
-
-def _wasserstein_1d_pp(u: Tensor, v: Tensor, p: float) -> Tensor:
-    """W_p^p between the empirical measures of the columns of u [n, P] and v [m, P], exactly.
-
-    W_p^p = ∫_0^1 |F_u^{-1}(q) − F_v^{-1}(q)|^p dq with piecewise-constant quantile
-    functions; the integral is a sum over the merged breakpoints {i/n} ∪ {j/m}.
-    """
-    n, m = u.shape[0], v.shape[0]
-    u, v = u.sort(dim=0).values, v.sort(dim=0).values
-    kw = dict(dtype=u.dtype, device=u.device)
-    levels = torch.cat([torch.arange(1, n + 1, **kw) / n, torch.arange(1, m + 1, **kw) / m])
-    levels = torch.unique(levels)  # sorted, ends at 1
-    widths = torch.diff(levels, prepend=levels.new_zeros(1))
-    mid = levels - widths / 2
-    iu = torch.ceil(mid * n).long() - 1  # 0 < mid < 1, so the index lies in [0, n - 1]
-    iv = torch.ceil(mid * m).long() - 1
-    return ((u[iu] - v[iv]).abs() ** p * widths[:, None]).sum(dim=0)
-
-
-def sliced_wasserstein(
-    a: Tensor,
-    b: Tensor,
-    n_projections: int = 256,
-    generator: torch.Generator | None = None,
-    *,
-    p: float = 2.0,
-) -> float:
-    """SW_p(a, b) = ( E_θ W_p^p(θᵀa, θᵀb) )^{1/p}, θ uniform on the unit sphere S^{D−1}.
-
-    The expectation is a Monte Carlo mean over ``n_projections`` directions drawn
-    with ``generator``; each 1-D W_p is exact (sorted samples, any n and m). In
-    D = 1 it is the exact W_p.
-    """
-    a, b = _check_points(a, "a"), _check_points(b, "b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
-    check_int(n_projections, "n_projections")
-    if not (isinstance(p, (int, float)) and p >= 1 and math.isfinite(p)):
-        raise ValueError(f"p must be a finite number >= 1, got {p!r}")
-    theta = torch.randn(a.shape[1], n_projections, generator=generator, dtype=a.dtype)
-    theta = theta / theta.norm(dim=0, keepdim=True)
-    theta = theta.to(a.device)
-    return float(_wasserstein_1d_pp(a @ theta, b.to(a.dtype) @ theta, p).mean() ** (1 / p))
