@@ -47,39 +47,55 @@ def strip_cell_metadata(nb: nbformat.NotebookNode) -> None:
         cell.metadata.pop("execution", None)
 
 
-def build(src: Path, quick: bool = False) -> tuple[Path, float]:
-    """Convert and execute one source; return (output path, seconds)."""
-    out_dir = ROOT / "build" / "notebooks" if quick else OUT
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{src.stem}.ipynb"
-    raw = out_dir / f".{src.stem}.unexecuted.ipynb"
+def execute(src: Path, out: Path, cwd: Path, parameters: dict | None = None) -> float:
+    """Convert ``src`` and execute it into ``out`` with papermill in ``cwd``; return seconds.
+
+    ``parameters`` (e.g. ``{"QUICK": True}``) are injected after the parameters cell;
+    None runs the defaults. Per-cell timing metadata and papermill's absolute input and
+    output paths are dropped so rebuilds give clean diffs.
+    """
+    raw = out.parent / f".{src.stem}.unexecuted.ipynb"
     nbformat.write(to_notebook(src), raw)
     os.environ["DIFFUSION_LAB_HEADLESS"] = "1"
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(raw), str(out), parameters={"QUICK": True} if quick else None,
-            kernel_name=KERNEL, cwd=str(OUT), progress_bar=False,
-        )
+        papermill.execute_notebook(str(raw), str(out), parameters=parameters,
+                                   kernel_name=KERNEL, cwd=str(cwd), progress_bar=False)
     finally:
         raw.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     nb = nbformat.read(out, as_version=4)
     strip_cell_metadata(nb)
+    for key in ("input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
     nbformat.write(nb, out)
-    return out, seconds
+    return seconds
+
+
+def build(src: Path, quick: bool = False) -> tuple[Path, float]:
+    """Convert and execute one lesson source; return (output path, seconds)."""
+    out_dir = ROOT / "build" / "notebooks" if quick else OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{src.stem}.ipynb"
+    return out, execute(src, out, OUT, {"QUICK": True} if quick else None)
+
+
+def select_by_prefix(names: list[str], directory: Path,
+                     pattern: str = "[0-9][0-9]_*.py") -> list[Path]:
+    """The files of ``directory`` matching ``pattern`` whose name starts with one of
+    ``names`` (all of them when ``names`` is empty); an unmatched name is an error."""
+    files = sorted(directory.glob(pattern))
+    if not names:
+        return files
+    missing = [n for n in names if not any(f.stem.startswith(n) for f in files)]
+    if missing:
+        have = [f.stem for f in files]
+        raise SystemExit(f"no file {pattern} in {directory} starts with {missing}; have {have}")
+    return [f for f in files if any(f.stem.startswith(n) for n in names)]
 
 
 def select(names: list[str]) -> list[Path]:
-    sources = sorted(SRC.glob("[0-9][0-9]_*.py"))
-    if not names:
-        return sources
-    chosen = [s for s in sources if any(s.stem.startswith(n) for n in names)]
-    missing = [n for n in names if not any(s.stem.startswith(n) for s in sources)]
-    if missing:
-        have = [s.stem for s in sources]
-        raise SystemExit(f"no source in {SRC} starts with {missing}; have {have}")
-    return chosen
+    return select_by_prefix(names, SRC)
 
 
 def main(argv: list[str] | None = None) -> int:

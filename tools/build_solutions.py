@@ -13,16 +13,11 @@ helpers it reuses). Then ``tools/make_exercises.py`` writes ``exercises/NN_topic
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
-import nbformat
-import papermill
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_notebooks import KERNEL, strip_cell_metadata, to_notebook  # noqa: E402
+from build_notebooks import execute, select_by_prefix  # noqa: E402
 from make_exercises import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,35 +26,13 @@ OUT = ROOT / "solutions"
 
 
 def build(src: Path) -> tuple[Path, float]:
-    """Convert and execute one source; return (output path, seconds)."""
+    """Convert and execute one solutions source; return (output path, seconds)."""
     out = OUT / f"{src.stem}.ipynb"
-    raw = OUT / f".{src.stem}.unexecuted.ipynb"
-    nbformat.write(to_notebook(src), raw)
-    os.environ["DIFFUSION_LAB_HEADLESS"] = "1"
-    start = time.perf_counter()
-    try:
-        papermill.execute_notebook(str(raw), str(out), kernel_name=KERNEL, cwd=str(OUT),
-                                   progress_bar=False)
-    finally:
-        raw.unlink(missing_ok=True)
-    seconds = time.perf_counter() - start
-    nb = nbformat.read(out, as_version=4)
-    strip_cell_metadata(nb)
-    for key in ("input_path", "output_path"):  # absolute paths: keep the diff clean
-        nb.metadata.get("papermill", {}).pop(key, None)
-    nbformat.write(nb, out)
-    return out, seconds
+    return out, execute(src, out, OUT)
 
 
 def select(names: list[str]) -> list[Path]:
-    sources = sorted(SRC.glob("[0-9][0-9]_*.py"))
-    if not names:
-        return sources
-    missing = [n for n in names if not any(s.stem.startswith(n) for s in sources)]
-    if missing:
-        raise SystemExit(f"no source in {SRC} starts with {missing}; "
-                         f"have {[s.stem for s in sources]}")
-    return [s for s in sources if any(s.stem.startswith(n) for n in names)]
+    return select_by_prefix(names, SRC)
 
 
 def main(argv: list[str] | None = None) -> int:

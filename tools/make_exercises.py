@@ -32,6 +32,9 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_notebooks import select_by_prefix  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
@@ -119,14 +122,7 @@ def generate(solution_path: Path, out_dir: Path = EXERCISES) -> Path:
 
 
 def select(names: list[str], directory: Path = SOLUTIONS) -> list[Path]:
-    notebooks = sorted(directory.glob("[0-9][0-9]_*.ipynb"))
-    if not names:
-        return notebooks
-    missing = [n for n in names if not any(p.stem.startswith(n) for p in notebooks)]
-    if missing:
-        raise SystemExit(f"no notebook in {directory} starts with {missing}; "
-                         f"have {[p.stem for p in notebooks]}")
-    return [p for p in notebooks if any(p.stem.startswith(n) for n in names)]
+    return select_by_prefix(names, directory, "[0-9][0-9]_*.ipynb")
 
 
 def main(argv: list[str] | None = None) -> int:
