@@ -157,6 +157,17 @@ def _seed_from(generator: torch.Generator | None) -> int | None:
     return int(torch.randint(0, 2**62, (), generator=generator))
 
 
+def _compute_seeded(metric, generator: torch.Generator | None) -> tuple[float, float]:
+    """``metric.compute()`` -> (mean, std). torchmetrics shuffles with the global RNG, so
+    with a ``generator`` it runs in a forked RNG seeded from it (the caller's RNG untouched)."""
+    seed = _seed_from(generator)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
+
+
 def _n_features(net) -> int:
     return 2048 if isinstance(net, int) else net.num_features
 
@@ -229,12 +240,7 @@ def kid(
         ).to(real.device)
     _feed(metric, real, transform, batch_size, real=True)
     _feed(metric, fake, transform, batch_size, real=False)
-    seed = _seed_from(generator)
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std)
+    return _compute_seeded(metric, generator)
 
 
 def inception_score(
@@ -276,12 +282,7 @@ def inception_score(
         warnings.filterwarnings("ignore", message="Metric `InceptionScore` will save")
         metric = InceptionScore(feature=net, splits=splits, normalize=normalize).to(fake.device)
     _feed(metric, fake, transform, batch_size)
-    seed = _seed_from(generator)
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std)
+    return _compute_seeded(metric, generator)
 
 
 @torch.no_grad()
