@@ -43,20 +43,6 @@ def check_mean_var():
     return _check_mean_var
 
 
-@pytest.fixture(scope="module")
-def single_thread():
-    """Run a module's tests with one intra-op thread, restoring the setting afterwards.
-
-    Math tests work on tiny tensors, where a second thread only adds synchronisation
-    (on a busy 2-core machine, ~5x slower). Opt in per module with
-    ``pytestmark = pytest.mark.usefixtures("single_thread")``.
-    """
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread_for_the_session():
     """All unit tests run single-threaded: on CI's 2 cores, tiny-tensor math is faster so,

@@ -24,14 +24,6 @@ from diffusion_lab.schedules import CosineSchedule, LinearSchedule, PowerSchedul
 from diffusion_lab.sde import VESDE, VPSDE, SubVPSDE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomise(net: nn.Module, seed: int) -> nn.Module:
     """Random weights everywhere (the nets zero-init their last layer: outputs would be 0)."""
     g = torch.Generator().manual_seed(seed)

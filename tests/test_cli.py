@@ -5,21 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 from PIL import Image
 
 from diffusion_lab.__main__ import main
 from diffusion_lab.checkpoint import PickleRefusedError, load_checkpoint
 from diffusion_lab.model import GenerativeModel
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TOY = ["train", "--dataset", "two_moons", "--n-points", "512", "--batch-size", "32",
        "--hidden", "16", "--layers", "2", "--no-progress"]

@@ -16,8 +16,6 @@ from diffusion_lab.oracles import GaussianOracle
 from diffusion_lab.schedules import CosineSchedule, LinearSchedule
 from diffusion_lab.sde import VPSDE
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 F64 = torch.float64
 MU = np.array([0.8, -0.4])
 SIGMA = np.array([[0.3, 0.12], [0.12, 0.1]])

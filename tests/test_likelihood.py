@@ -18,14 +18,6 @@ F64 = torch.float64
 SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: intra-op threads only add contention on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gen(seed):
     return torch.Generator().manual_seed(seed)

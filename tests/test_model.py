@@ -12,14 +12,6 @@ from diffusion_lab.schedules import CosineSchedule, LinearSchedule
 from diffusion_lab.sde import VESDE, VPSDE, SubVPSDE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomise(net, seed, scale=0.3):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

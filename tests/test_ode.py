@@ -12,8 +12,6 @@ from scipy.linalg import expm
 
 from diffusion_lab.ode import FIXED_METHODS, integrate_fixed, rk45
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 F64 = torch.float64
 A = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=F64)  # a damped rotation
 Y0 = torch.tensor([[1.0, -0.5], [0.3, 2.0]], dtype=F64)  # two initial conditions (rows)

@@ -16,8 +16,6 @@ from diffusion_lab.oracles import GaussianMixtureOracle, GaussianOracle, eight_g
 from diffusion_lab.schedules import LinearSchedule
 from diffusion_lab.sde import VESDE, VPSDE, SubVPSDE
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 F64 = torch.float64
 SDES = {"vp": VPSDE(LinearSchedule()), "subvp": SubVPSDE(LinearSchedule()),
         "ve": VESDE(0.01, 50.0)}

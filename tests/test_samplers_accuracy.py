@@ -26,14 +26,6 @@ MEAN, COV = [1.0, -0.5], [[1.0, 0.5], [0.5, 0.8]]
 SDES = {"vp": VPSDE, "ve": VESDE, "subvp": SubVPSDE}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only contend on the shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _prior(sde, n, seed=0):
     return sde.prior_sample((n, 2), torch.Generator().manual_seed(seed), dtype=F64)

@@ -20,8 +20,6 @@ from diffusion_lab.schedules import (
     get_schedule,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 F64 = torch.float64
 TS = [0.0, 0.013, 0.2, 0.5, 0.77, 0.9, 0.97, 1.0]
 

@@ -13,8 +13,6 @@ from scipy.stats import norm
 from diffusion_lab.schedules import CosineSchedule, LinearSchedule
 from diffusion_lab.sde import VESDE, VPSDE, SubVPSDE, get_sde
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 F64 = torch.float64
 
 SDES = {

@@ -24,14 +24,6 @@ from diffusion_lab.training import drop_labels, ema_decay_at, ema_update, eps_lo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _toy(n=256, seed=0):
     g = torch.Generator().manual_seed(seed)
     centres = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
