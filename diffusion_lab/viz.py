@@ -77,6 +77,16 @@ def show_images(x: Tensor, ax=None, title: str | None = None, nrow: int | None =
     return ax
 
 
+def _plane_axes(ax, lim: float | None = None) -> None:
+    """Label the axes x₁, x₂, make them equal-aspect, and, with ``lim``, show [−lim, lim]²."""
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_aspect("equal")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+
+
 def scatter_2d(points: Tensor, ax=None, title: str | None = None, lim: float | None = None,
                s: float = 3.0, alpha: float = 0.5, **kwargs):
     """Scatter ``[N, 2]`` points with labelled axes and an equal aspect ratio."""
@@ -85,12 +95,7 @@ def scatter_2d(points: Tensor, ax=None, title: str | None = None, lim: float | N
     if p.ndim != 2 or p.shape[1] != 2:
         raise ValueError(f"points must have shape [N, 2], got {list(p.shape)}")
     ax.scatter(p[:, 0], p[:, 1], s=s, alpha=alpha, **kwargs)
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    ax.set_aspect("equal")
-    if lim is not None:
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
+    _plane_axes(ax, lim)
     if title is not None:
         ax.set_title(title)
     return ax
@@ -108,12 +113,7 @@ def plot_trajectories(traj: Tensor, ax=None, n_paths: int = 30, title: str | Non
     ax.scatter(tr[0, :k, 0], tr[0, :k, 1], s=10, facecolors="none", edgecolors="C0",
                label="start")
     ax.scatter(tr[-1, :k, 0], tr[-1, :k, 1], s=10, color="C3", label="end")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    ax.set_aspect("equal")
-    if lim is not None:
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
+    _plane_axes(ax, lim)
     ax.legend(loc="upper right", fontsize="small")
     if title is not None:
         ax.set_title(title)
@@ -141,9 +141,7 @@ def quiver_field(score_fn, t: float, ax=None, lim: float = 3.0, n: int = 20,
         plt.colorbar(q, ax=ax, label=r"$\log\|s\|$")
     else:
         ax.quiver(pts[:, 0], pts[:, 1], v[:, 0], v[:, 1], angles="xy")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    ax.set_aspect("equal")
+    _plane_axes(ax)
     ax.set_title(title if title is not None else f"score field at t = {float(t):.2f}")
     return ax
 
