@@ -145,8 +145,8 @@ def dpm_solver_2m(a, b, h, hp):
 
 
 def corrector_step_size(score, z, snr, alpha):
-    ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1)
-    return 2 * alpha * (snr * ratio) ** 2
+    ratio = z.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean()
+    return (2 * alpha * (snr * ratio) ** 2).expand(z.shape[0])
 
 
 # -- typical wrong answers, each with the words its diagnosis must contain --------------------
@@ -278,9 +278,12 @@ CASES = [
         (lambda a, b, h, hp: dpm_solver_2m(a, b, hp, h), "r = h_prev/h"),
     ]),
     ("check_corrector_step_size", corrector_step_size, [
-        (lambda s, z, snr, a: 2 * a * snr * z.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1),
+        (lambda s, z, snr, a: (2 * a * snr * z.flatten(1).norm(dim=1).mean()
+                               / s.flatten(1).norm(dim=1).mean()).expand(z.shape[0]),
          "must be squared"),
         (lambda s, z, snr, a: corrector_step_size(s, z, snr, a) / a, "α is missing"),
+        (lambda s, z, snr, a: 2 * a * (snr * z.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1)) ** 2,
+         "per-sample norms"),
     ]),
 ]
 IDS = [c[0] for c in CASES]
