@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from diffusion_lab import GenerativeModel
@@ -360,3 +362,28 @@ def test_soak_300_requests_memory_stays_bounded(client, server):
     growth = rss_after - rss_before
     print(f"server RSS {rss_before / 2**20:.1f} MiB -> {rss_after / 2**20:.1f} MiB over 300 requests")
     assert growth < 32 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 300 requests"
+
+
+# -- fuzz: whatever the JSON, the answer is 200 or a 4xx naming a field ------------------------
+_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(),
+                  st.text(max_size=12), st.sampled_from(["../x", "a/b", "", "\x00", "3", "1e3"]),
+                  st.lists(st.integers(-3, 12), max_size=5), st.dictionaries(st.text(max_size=3),
+                                                                             st.integers(), max_size=2))
+_FIELDS = {
+    "model": st.one_of(st.sampled_from(["toy_two_moons", "toy_checkerboard", "nope"]), _JUNK),
+    "n": st.one_of(st.integers(-2, 40), _JUNK),
+    "steps": st.one_of(st.integers(-2, 12), _JUNK),
+    "method": st.one_of(st.sampled_from(["ddim", "ancestral", "dpm_solver", "heun"]), _JUNK),
+    "seed": st.one_of(st.integers(-2, 2**33), _JUNK),
+    "labels": _JUNK, "guidance": st.one_of(st.floats(-1, 30), _JUNK), "extra": _JUNK,
+}
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(body=st.fixed_dictionaries({}, optional=_FIELDS))
+def test_fuzzed_requests_never_cause_a_server_error(client, body):
+    r = client.post("/api/generate", content=json.dumps(body, allow_nan=True),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code in (200, 400, 404, 413, 422), (body, r.text)
+    if r.status_code != 200:
+        assert r.json()["field"], (body, r.text)

@@ -199,3 +199,22 @@ def test_scheduler_admits_concurrency_plus_queue_then_refuses():
     finally:
         gate.set()
         sched.shutdown()
+
+
+def test_serve_subcommand_is_wired_and_imports_the_service_lazily():
+    import subprocess
+    import sys
+
+    from diffusion_lab.__main__ import build_parser, cmd_serve
+
+    args = build_parser().parse_args(["serve", "--host", "127.0.0.1", "--port", "8123",
+                                      "--checkpoints", "some/dir", "--concurrency", "2"])
+    assert (args.host, args.port, args.checkpoints, args.concurrency) == \
+        ("127.0.0.1", 8123, "some/dir", 2)
+    assert args.func is cmd_serve and args.queue_size == 8 and args.cache_size == 2
+    # building the CLI (train / sample) does not import the web stack
+    code = ("import sys, diffusion_lab.__main__ as m; m.build_parser(); "
+            "print(any(k.split('.')[0] in ('fastapi', 'uvicorn') for k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
