@@ -218,3 +218,22 @@ def test_serve_subcommand_is_wired_and_imports_the_service_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_checkpoints_folder_lists_only_generative_checkpoints_with_safe_names(tmp_path):
+    import shutil
+
+    from diffusion_lab.service import serve
+
+    shutil.copytree(CHECKPOINTS / "toy_two_moons", tmp_path / "moons")
+    shutil.copytree(CHECKPOINTS / "toy_two_moons", tmp_path / "has space")  # not a safe name
+    shutil.copytree(CHECKPOINTS / "mnist_classifier", tmp_path / "classifier")
+    (tmp_path / "empty").mkdir()
+    cards = discover(tmp_path)
+    assert list(cards) == ["moons"] and cards["moons"].path == tmp_path / "moons"
+    with pytest.raises(SystemExit, match="does not exist"):
+        serve(port=1, checkpoints=tmp_path / "missing")
+    with pytest.raises(SystemExit, match="no diffusion_lab checkpoints"):
+        serve(port=1, checkpoints=tmp_path / "empty")
+    with pytest.raises(SystemExit, match="concurrency"):
+        serve(port=1, checkpoints=tmp_path, concurrency=0)

@@ -44,8 +44,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, checkpoints=None, *, concur
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise SystemExit("the service needs FastAPI and uvicorn: pip install -e \".[serve]\"") \
             from exc
-    app = create_app(checkpoints, concurrency=concurrency, queue_size=queue_size,
-                     threads=threads, cache_size=cache_size)
+    try:
+        app = create_app(checkpoints, concurrency=concurrency, queue_size=queue_size,
+                         threads=threads, cache_size=cache_size)
+    except (FileNotFoundError, ValueError) as exc:  # a bad --checkpoints or --concurrency
+        raise SystemExit(f"diffusion_lab serve: {exc}") from exc
     sched, cache = app.state.scheduler, app.state.cache
     print(f"diffusion_lab service: {len(cache.cards)} models ({', '.join(cache.cards)}) on "
           f"http://{host}:{port}/ -- {sched.concurrency} at a time x {sched.threads} threads, "

@@ -90,7 +90,6 @@ def create_app(checkpoints=None, *, concurrency: int = 1, queue_size: int = 8,
     from .catalog import DEFAULT_CHECKPOINTS
 
     cards = discover(checkpoints if checkpoints is not None else DEFAULT_CHECKPOINTS)
-    threads = threads or max(1, torch.get_num_threads() // concurrency)
     scheduler = Scheduler(concurrency, queue_size, threads)
     cache = ModelCache(cards, cache_size)
     active: set[threading.Event] = set()
@@ -168,18 +167,19 @@ def create_app(checkpoints=None, *, concurrency: int = 1, queue_size: int = 8,
         def push(kind: str, payload) -> None:
             loop.call_soon_threadsafe(events.put_nowait, sse(kind, payload))
 
+        def finished() -> None:  # on the loop, after every preview the worker pushed
+            events.put_nowait(None)
+            active.discard(cancel)
+
         future = scheduler.submit(execute, work, cache, cancel, lambda p: push("preview", p))
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(events.put_nowait, None))
         active.add(cancel)
+        future.add_done_callback(lambda f: loop.is_closed() or loop.call_soon_threadsafe(finished))
 
         async def body():
             try:
                 yield ": admitted\n\n"
                 while (event := await events.get()) is not None:
                     yield event
-                while not events.empty():  # previews that raced the done signal
-                    if (event := events.get_nowait()) is not None:
-                        yield event
                 if future.cancelled() or isinstance(future.exception(), Cancelled):
                     return
                 if future.exception() is not None:
@@ -192,7 +192,6 @@ def create_app(checkpoints=None, *, concurrency: int = 1, queue_size: int = 8,
             finally:  # the client went away (or we are done): stop the job at its next step
                 cancel.set()
                 future.cancel()
-                active.discard(cancel)
 
         return StreamingResponse(body(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -41,11 +41,15 @@ class Cancelled(Exception):
 class Scheduler:
     """A bounded queue in front of a fixed pool of generation threads."""
 
-    def __init__(self, concurrency: int, queue_size: int, threads: int):
+    def __init__(self, concurrency: int, queue_size: int, threads: int | None = None):
+        """``threads=None``: the process's torch threads shared out, cores // concurrency."""
         for name, value, low in (("concurrency", concurrency, 1), ("queue_size", queue_size, 0),
                                  ("threads", threads, 1)):
+            if value is None and name == "threads":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        threads = threads or max(1, torch.get_num_threads() // concurrency)
         self.concurrency, self.queue_size, self.threads = concurrency, queue_size, threads
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="generate",
                                         initializer=torch.set_num_threads, initargs=(threads,))
