@@ -10,7 +10,8 @@ keep-alive HTTP connection, for two workloads:
 Latency is measured by the client, per request, from send to the full body. Requests
 refused with 503 (queue full) are counted apart and left out of the latency percentiles.
 The machine may be shared, so each level runs ``--repeats`` times, in alternating order
-(1 → 16, then 16 → 1, ...), and the run with the highest throughput is kept.
+(1 → 16, then 16 → 1, ...), and the run with the highest throughput is kept; each row
+records the 1-minute load average at its end (above the core count: others were busy).
 Results: ``benchmarks/results/service_load.csv`` and ``service_load.png``.
 
     python benchmarks/service_load.py [--concurrency 2] [--threads 1] [--queue-size 32]
@@ -88,7 +89,8 @@ def drive(url: str, workload: str, clients: int, total: int) -> dict:
             "req_per_s": round(len(latencies) / wall, 2),
             "p50_ms": round(float(np.percentile(lat, 50)), 2),
             "p99_ms": round(float(np.percentile(lat, 99)), 2),
-            "mean_ms": round(float(lat.mean()), 2)}
+            "mean_ms": round(float(lat.mean()), 2),
+            "load_avg_1min": round(os.getloadavg()[0], 2)}  # others' work on a shared machine
 
 
 def plot(rows: list[dict], title: str, out: Path) -> None:
@@ -113,6 +115,14 @@ def plot(rows: list[dict], title: str, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def _title(args) -> str:
+    cpu = platform.processor() or platform.machine()
+    return (f"diffusion_lab service on {os.cpu_count()} CPU cores ({cpu}): server concurrency "
+            f"{args.concurrency} x {args.threads} torch thread(s), queue {args.queue_size}\n"
+            f"generate = mnist_cond n=1, 10 DPM-Solver steps; best of {args.repeats} "
+            "(alternating order); load average in the CSV")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--concurrency", type=int, default=2, help="server: generations at once")
@@ -121,9 +131,16 @@ def main(argv=None) -> int:
     p.add_argument("--generate-requests", type=int, default=32)
     p.add_argument("--health-requests", type=int, default=800)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--replot", action="store_true", help="only redraw the PNG from the CSV")
     args = p.parse_args(argv)
     server_args = ["--concurrency", str(args.concurrency), "--threads", str(args.threads),
                    "--queue-size", str(args.queue_size)]
+    if args.replot:
+        with open(RESULTS / "service_load.csv", newline="") as f:
+            rows = [{k: v if k == "workload" else float(v) for k, v in r.items()}
+                    for r in csv.DictReader(f)]
+        plot(rows, _title(args), RESULTS / "service_load.png")
+        return 0
     rows = []
     with ServerProcess(*server_args, threads=args.threads) as server:
         httpx.post(server.url + "/api/generate", json=WORKLOADS["generate"][2], timeout=120)
@@ -142,12 +159,7 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    cpu = platform.processor() or platform.machine()
-    title = (f"diffusion_lab service on {os.cpu_count()} CPU cores ({cpu}): server concurrency "
-             f"{args.concurrency} x {args.threads} "
-             f"torch thread(s), queue {args.queue_size}; generate = mnist_cond n=1, 10 steps; "
-             f"best of {args.repeats}")
-    plot(rows, title, RESULTS / "service_load.png")
+    plot(rows, _title(args), RESULTS / "service_load.png")
     print(f"wrote {RESULTS / 'service_load.csv'} and service_load.png")
     return 0
 
