@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: lab test install lint notebooks exercises solutions benchmarks clean
+.PHONY: lab test install lint serve notebooks exercises solutions benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check diffusion_lab tests benchmarks tools
+
+# the generation service: HTTP API + web page on http://$(HOST):$(PORT)/ (Ctrl-C stops it)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+serve: $(STAMP)
+	$(BIN)/python -m diffusion_lab serve --host $(HOST) --port $(PORT)
 
 # re-execute the course notebooks from notebooks/src/ (NB="02 05" for a subset)
 notebooks: $(STAMP)

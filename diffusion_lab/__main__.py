@@ -236,7 +236,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_sample)
+    _add_serve_parser(sub)
     return p
+
+
+def _add_serve_parser(sub) -> None:
+    """``serve``: the HTTP API + web page (diffusion_lab.service, imported only when run)."""
+    v = sub.add_parser("serve", help="serve the models over HTTP with a web page")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--checkpoints", default=None,
+                   help="folder of checkpoints to serve (default: the bundled data/checkpoints)")
+    v.add_argument("--concurrency", type=int, default=1, help="generations run at once")
+    v.add_argument("--queue-size", type=int, default=8,
+                   help="generations waiting beyond those; more are refused with 503")
+    v.add_argument("--threads", type=int, default=None,
+                   help="torch threads per generation (default: cores / concurrency)")
+    v.add_argument("--cache-size", type=int, default=2, help="models kept loaded (LRU)")
+    v.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    v.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from .service import serve
+
+    serve(args.host, args.port, args.checkpoints, concurrency=args.concurrency,
+          queue_size=args.queue_size, threads=args.threads, cache_size=args.cache_size,
+          log_level=args.log_level)
+    return 0
 
 
 def main(argv=None) -> int:
