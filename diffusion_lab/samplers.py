@@ -3,9 +3,10 @@ r"""Samplers for the reverse process: every one a plain function with one signat
     fn(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
        generator=None, progress=False, denoise=False, info=None, **method_specific)
 
-``x`` is the prior sample at t = 1; the result is a sample at ``t_end``
-(default ``sde.t_min``), or its Tweedie denoised estimate x̂_0 when
-``denoise=True`` (one extra network call). Step i goes from s = t_i to
+``x`` is the prior sample at t = ``sde.t_max`` (1 but for rectified flow); the result is a
+sample at ``t_end`` (default ``sde.t_min``), or its Tweedie denoised estimate x̂_0 when
+``denoise=True`` (one extra network call). ``grid=None`` takes the method's own default,
+:data:`DEFAULT_GRIDS` (measured per method). Step i goes from s = t_i to
 t = t_{i+1} < s on :func:`~diffusion_lab.timegrid.time_grid`; with
 h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
 
@@ -17,6 +18,7 @@ h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
     ddim                    x_t = m_t x̂_0 + √(σ_t² − c²) ε̂ + c z,  c = η σ_t √(1 − e^{−2h})
     dpm_solver              DPM-Solver++(2M): x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D
     ancestral               x_t ~ q(x_t | x_s, x̂_0), the Gaussian posterior (DDPM)
+    edm                     Heun on dx̃/dσ̃ = ε̂ in x̃ = x/m, σ̃ = σ/m, optional churn (Karras et al.)
 
 Randomness comes only from ``generator`` (same seed → bitwise-identical on one
 device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
@@ -467,17 +469,33 @@ SAMPLERS = {
     "edm": edm,
 }
 
-#: Each method's default time grid: the one it is most accurate on, measured on exact oracles
-#: (see :data:`GRID_TABLE`).
+#: Each method's default time grid: the one it is most accurate on, measured on exact oracles.
+#: Error = (‖mean − μ_t‖ + ‖cov − Σ_t‖_F)/‖Σ_t‖_F of n = 5000 samples at 25 steps, summed over
+#: 8 cases (VP, sub-VP, VE, rectified flow × Gaussian data with full covariance / std 0.2);
+#: "sum / worst case" per grid, smallest sum chosen (a tie within 0.05: the smaller worst case):
+#:
+#:     method                  uniform     quadratic   logsnr      karras
+#:     euler_maruyama          0.76/0.30   1.38/0.58   1.29/0.32   1.28/0.40   -> uniform
+#:     predictor_corrector     0.84/0.37   0.79/0.24   0.81/0.18   1.06/0.34   -> logsnr
+#:     probability_flow        0.79/0.29   2.31/1.25   0.78/0.29   0.65/0.19   -> karras
+#:     exponential_integrator  0.86/0.24   1.84/1.20   0.69/0.15   0.50/0.12   -> karras
+#:     ddim                    1.91/0.45   1.67/0.26   2.00/0.30   2.24/0.39   -> quadratic
+#:     dpm_solver              0.90/0.42   0.50/0.10   0.37/0.07   0.74/0.22   -> logsnr
+#:     ancestral               2.87/0.55   2.63/0.45   3.23/0.51   3.50/0.54   -> quadratic
+#:     edm                     0.74/0.32   1.43/1.02   0.57/0.13   0.69/0.21   -> logsnr
+#:
+#: (The sampling noise of one case is about 0.02–0.03.) EDM's own Karras grid is close behind
+#: log-SNR here, at 10 and 50 steps too (sums 4.9 vs 4.5 and 0.39 vs 0.38); pass
+#: ``grid="karras"`` for the paper's sampler exactly.
 DEFAULT_GRIDS = {
     "euler_maruyama": "uniform",
-    "predictor_corrector": "uniform",
-    "probability_flow": "uniform",
-    "exponential_integrator": "uniform",
-    "ddim": "uniform",
+    "predictor_corrector": "logsnr",
+    "probability_flow": "karras",
+    "exponential_integrator": "karras",
+    "ddim": "quadratic",
     "dpm_solver": "logsnr",
-    "ancestral": "uniform",
-    "edm": "karras",
+    "ancestral": "quadratic",
+    "edm": "logsnr",
 }
 
 

@@ -59,6 +59,11 @@ class SDE:
         raise NotImplementedError
 
     # -- derived quantities ---------------------------------------------------------------
+    def kinks(self) -> tuple[float, ...]:
+        """Times in (0, 1) where the coefficients are not smooth (a clipped schedule's corner)."""
+        schedule = getattr(self, "schedule", None)
+        return schedule.kinks() if hasattr(schedule, "kinks") else ()
+
     def drift(self, x: Tensor, t) -> Tensor:
         """f(x, t) = f(t) · x, shaped like ``x``."""
         check_finite(x, "x")

@@ -127,7 +127,7 @@ def test_callback_x0_hat_is_the_tweedie_estimate_of_the_step(oracle, vp):
     x1 = _prior(8)
     states, x0s = [x1], []
     grid = time_grid(vp, 4).tolist()
-    S.ddim(oracle, vp, x1, steps=4,
+    S.ddim(oracle, vp, x1, steps=4, grid="uniform",
            callback=lambda i, t, x, x0: (states.append(x), x0s.append(x0)))
     for i, (x, x0) in enumerate(zip(states[:-1], x0s, strict=True)):
         m, s = coefficients(vp, grid[i])[:2]
@@ -347,7 +347,8 @@ def test_predictor_corrector_is_langevin_then_reverse_sde_euler(oracle, vp):
     """PC = [Langevin at s with α = ᾱ_s/ᾱ_t = exp(−∫_t^s β)] then an Euler–Maruyama step of
     ``sde.reverse`` (an independent implementation of the reverse SDE)."""
     x1 = _prior(64)
-    out = S.predictor_corrector(oracle, vp, x1, steps=3, generator=torch.Generator().manual_seed(6))
+    out = S.predictor_corrector(oracle, vp, x1, steps=3, grid="uniform",
+                                generator=torch.Generator().manual_seed(6))
     g = torch.Generator().manual_seed(6)
     rev = vp.reverse(oracle.score)
     x, grid = x1, time_grid(vp, 3).tolist()

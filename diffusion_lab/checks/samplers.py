@@ -136,7 +136,8 @@ def check_corrector_step_size(fn) -> bool:
         "the ratio is ‖z‖/‖s‖, not ‖s‖/‖z‖": 2 * alpha * (snr * sb / zb) ** 2,
         "those are per-sample norms; average each norm over the batch first (per-sample steps "
         "let a sample with a small score take a huge step and run away)": 2 * alpha * (snr * zn / sn) ** 2,
-        "average the norms, not the ratio: mean ‖z‖ / mean ‖s‖": 2 * alpha * (snr * (zn / sn).mean()).expand(4) ** 2,
+        "average the norms, not the ratio: mean ‖z‖ / mean ‖s‖":
+            2 * alpha * (snr * (zn / sn).mean()).expand(4) ** 2,
         "the factor α is missing": 2 * (snr * zb / sb) ** 2,
     }
     return _compare(name, _call(name, fn, score.clone(), z.clone(), snr, alpha), want, wrong,
