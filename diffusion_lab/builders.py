@@ -45,17 +45,24 @@ def _class_name(obj, builtin: dict, kind: str) -> str:
     )
 
 
+def _kind(cls: type) -> str:
+    for base, word in ((nn.Module, "network"), (SDE, "SDE"), (Schedule, "schedule")):
+        if isinstance(cls, type) and issubclass(cls, base):
+            return word
+    return getattr(cls, "__name__", type(cls).__name__)
+
+
 def _find_class(name: str, builtin: dict, base: type, file, field: str) -> type:
     """The class called ``name`` (built in, else registered); it must subclass ``base``."""
     cls = builtin.get(name) or REGISTRY.get(name)
     if cls is None:
         known = sorted(builtin) if builtin else sorted(REGISTRY)
-        raise CheckpointError(file, field, f"unknown {base.__name__} class {name!r}; known: "
+        raise CheckpointError(file, field, f"unknown {_kind(base)} class {name!r}; known: "
                               f"{', '.join(known)} (a class of your own must be registered "
                               "with @diffusion_lab.register before loading)")
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise CheckpointError(file, field, f"{name!r} is a {cls.__name__}, not a "
-                              f"{base.__name__} class")
+        raise CheckpointError(file, field, f"{name!r} is a {_kind(cls)} class, not a "
+                              f"{_kind(base)} class")
     return cls
 
 
@@ -104,6 +111,12 @@ def _expected_state(cls: type, kwargs: dict, file, field: str) -> dict:
     return {k: (v.dtype, tuple(v.shape)) for k, v in net.state_dict().items()}
 
 
+def _first(items, n: int = 4, sep: str = ", ") -> str:
+    items = list(items)
+    more = f"{sep}... (+{len(items) - n} more)" if len(items) > n else ""
+    return sep.join(items[:n]) + more
+
+
 def _check_header(expected: dict, header: dict, source, cls_name: str) -> torch.dtype | None:
     """Compare names / shapes / dtypes; returns the one floating dtype of the file."""
     missing = [k for k in expected if k not in header]
@@ -123,11 +136,11 @@ def _check_header(expected: dict, header: dict, source, cls_name: str) -> torch.
             wrong.append(f"{k!r}: stored as {got_dtype}, the network needs {dtype}")
     problems = []
     if missing:
-        problems.append("missing tensors: " + ", ".join(repr(k) for k in missing))
+        problems.append("missing tensors: " + _first(repr(k) for k in missing))
     if unexpected:
-        problems.append("unexpected tensors: " + ", ".join(repr(k) for k in unexpected))
+        problems.append("unexpected tensors: " + _first(repr(k) for k in unexpected))
     if wrong:
-        problems.append("mismatch for " + "; ".join(wrong))
+        problems.append("mismatch for " + _first(wrong, sep="; "))
     if len(floats) > 1:
         problems.append(f"mixed floating dtypes {sorted(map(str, floats))} (one is expected)")
     if problems:

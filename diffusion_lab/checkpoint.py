@@ -250,7 +250,7 @@ def _check_folder(path: Path) -> None:
     if not path.is_dir():
         raise ValueError(f"{str(path)!r} is not a directory; a diffusion_lab checkpoint is a "
                          "directory holding config.json and model.safetensors")
-    if not (path / "config.json").exists():
+    if not (path / "config.json").exists() and not (path / "config.json").is_symlink():
         pickles = [p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
             _refuse_pickle(path / pickles[0])

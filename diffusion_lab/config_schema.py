@@ -50,15 +50,26 @@ def validate(model: type[BaseModel], obj, file, prefix: str = ""):
     try:
         return model.model_validate(obj)
     except ValidationError as err:
-        errors = err.errors()
-        locs = [_loc(((prefix,) if prefix else ()) + tuple(e["loc"])) for e in errors]
-        problems = []
-        for loc, e in zip(locs[:5], errors[:5], strict=False):
-            shown = "" if e["type"] == "missing" else f" (got {repr(e['input'])[:60]})"
-            problems.append(f"field {loc!r}: {e['msg'][0].lower()}{e['msg'][1:]}{shown}")
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise CheckpointError(file, locs[0], "; ".join(problems) + more,
+        merged: dict[str, list] = {}  # one entry per field: a union's branches joined
+        for e in err.errors():
+            loc = list(e["loc"])
+            while loc and isinstance(loc[-1], str) and (loc[-1] in _UNION_TAGS or "[" in loc[-1]):
+                loc.pop()
+            key = _loc(((prefix,) if prefix else ()) + tuple(loc)) or "(top level)"
+            msg = e["msg"][0].lower() + e["msg"][1:]
+            if key in merged:
+                merged[key][0].append(msg.removeprefix("input should be a valid "))
+            else:
+                shown = "" if e["type"] == "missing" else f" (got {repr(e['input'])[:60]})"
+                merged[key] = ([msg], shown)
+        problems = [f"field {k!r}: {' or '.join(msgs)}{shown}"
+                    for k, (msgs, shown) in list(merged.items())[:5]]
+        more = f" (+{len(merged) - 5} more)" if len(merged) > 5 else ""
+        raise CheckpointError(file, next(iter(merged)), "; ".join(problems) + more,
                               fields_named=True) from None
+
+
+_UNION_TAGS = {"float", "int", "str", "bool", "none", "list", "dict"}
 
 
 class _Strict(BaseModel):
@@ -245,9 +256,11 @@ def validate_train_state(obj, tensors: dict, file, tensor_file) -> dict:
     expected = {"generator_state", "torch_cpu_rng_state", "loss_history"}
     extra = sorted(set(tensors) - expected - {"torch_cuda_rng_state"})
     missing = sorted(expected - set(tensors))
-    if missing or extra:
-        raise CheckpointError(tensor_file, (missing or extra)[0],
-                              f"missing tensors {missing}, unexpected tensors {extra}")
+    if missing:
+        raise CheckpointError(tensor_file, missing[0], "missing tensor")
+    if extra:
+        raise CheckpointError(tensor_file, extra[0], f"unexpected tensor; expected only "
+                              f"{sorted(expected)} (+ torch_cuda_rng_state)")
     for key in ("generator_state", "torch_cpu_rng_state", "torch_cuda_rng_state"):
         if key not in tensors:
             continue

@@ -242,7 +242,9 @@ def open_safetensors(folder, name: str) -> SafetensorsFile:
             raise _bad(path, f"only {info.st_size} bytes")
         n = int.from_bytes(head, "little")
         raw = _read_fd(fd, n, path) if n <= min(MAX_HEADER_BYTES, info.st_size - 8) else b""
-        if not raw.startswith(b"{"):
+        if raw and not raw.startswith(b"{"):
+            raise _bad(path, "its header is not a JSON object")
+        if not raw:
             kind = _sniff(head)
             if kind.startswith("a "):
                 raise PickleRefusedError(f"{path} is not a safetensors file: it is {kind}; "

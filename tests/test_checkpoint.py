@@ -218,13 +218,13 @@ def test_unregistered_or_unknown_classes_are_errors(tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     cfg["net"]["class"] = "NoSuchNet"
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match=r"config\.json: field 'net\.class': unknown Module "
+    with pytest.raises(ValueError, match=r"config\.json: field 'net\.class': unknown network "
                        r"class 'NoSuchNet'"):
         load_checkpoint(path)
     cfg["net"]["class"] = "MLP"
     cfg["sde"]["schedule"]["class"] = "os.system"
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="field 'sde.schedule.class': unknown Schedule class "
+    with pytest.raises(ValueError, match="field 'sde.schedule.class': unknown schedule class "
                        "'os.system'"):
         load_checkpoint(path)
 
