@@ -200,6 +200,7 @@ def atomic_write_dir(path, write_into: Callable[[Path], None], owned: tuple[str,
         fsync_dir(tmp)
         if not path.exists():
             os.replace(tmp, path)
+            fsync_dir(path.parent)
         elif _exchange(tmp, path):
             fsync_dir(path.parent)
             shutil.rmtree(tmp)  # the previous folder, now under the temporary name
@@ -211,8 +212,8 @@ def atomic_write_dir(path, write_into: Callable[[Path], None], owned: tuple[str,
             except BaseException:
                 os.replace(old, path)  # roll back: the previous folder stays in place
                 raise
+            fsync_dir(path.parent)
             shutil.rmtree(old)
-        fsync_dir(path.parent)
     except BaseException:
         if tmp.exists():
             shutil.rmtree(tmp)
