@@ -177,6 +177,12 @@ def recover_interrupted(path) -> Path:
     return found[0]
 
 
+def _discard(folder: Path) -> None:
+    """Delete a folder, its marker first: half-deleted, it never looks like a complete save."""
+    (folder / MARKER).unlink(missing_ok=True)
+    shutil.rmtree(folder)
+
+
 def atomic_write_dir(path, write_into: Callable[[Path], None], owned: tuple[str, ...],
                      carry_over: bool = True) -> Path:
     """Write a folder atomically (module docs): ``write_into(tmp)`` fills it with the files
@@ -203,7 +209,7 @@ def atomic_write_dir(path, write_into: Callable[[Path], None], owned: tuple[str,
             fsync_dir(path.parent)
         elif _exchange(tmp, path):
             fsync_dir(path.parent)
-            shutil.rmtree(tmp)  # the previous folder, now under the temporary name
+            _discard(tmp)  # the previous folder, now under the temporary name
         else:
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(path, old)
@@ -213,11 +219,11 @@ def atomic_write_dir(path, write_into: Callable[[Path], None], owned: tuple[str,
                 os.replace(old, path)  # roll back: the previous folder stays in place
                 raise
             fsync_dir(path.parent)
-            shutil.rmtree(old)
+            _discard(old)
     except BaseException:
         if tmp.exists():
-            shutil.rmtree(tmp)
+            _discard(tmp)
         raise
     for stale in _siblings(path):  # leftovers of earlier interrupted saves
-        shutil.rmtree(stale)
+        _discard(stale)
     return path
