@@ -106,17 +106,18 @@ def png_path(text: str) -> Path:
 
 
 # -- outputs, checked before any work ------------------------------------------------------------
-def _check_writable(path: Path, flag: str) -> None:
+def _check_writable(path: Path, flag: str, shown: Path | None = None) -> None:
     """Create and delete a file in the nearest existing folder above ``path``."""
+    shown = path if shown is None else shown
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise UsageError(f"{flag} {path}: {parent} is not a directory")
+        raise UsageError(f"{flag} {shown}: {parent} is not a directory")
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=".diffusion_lab-write-test-")
     except OSError as err:
-        raise UsageError(f"{flag} {path} is not writable ({err.strerror})") from None
+        raise UsageError(f"{flag} {shown} is not writable ({err.strerror})") from None
     os.close(fd)
     os.remove(probe)
 
@@ -147,7 +148,7 @@ def prepare_checkpoint_dir(out: Path, *, resume: bool, force: bool, recover: boo
         if not (resume or force):
             raise UsageError(f"--out {out} already holds a checkpoint; pass --resume to continue "
                              "it or --force to replace it")
-    _check_writable(out / "config.json", "--out")
+    _check_writable(out / "config.json", "--out", out)
     return message
 
 
