@@ -193,15 +193,22 @@ def write_text(out: Path, text: str) -> None:
 
 
 # -- errors ---------------------------------------------------------------------------------------
+def _in_package(filename: str) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(PACKAGE_DIR)
+    except (OSError, ValueError):  # "<frozen os>" and the like
+        return False
+
+
 def raised_by_package(err: BaseException) -> bool:
-    """True when the innermost frame that raised ``err`` is diffusion_lab code."""
+    """True for the package's own errors: the innermost frame is diffusion_lab code, or,
+    for an ``OSError`` about a file (permissions, a full disk), diffusion_lab called it."""
     frames = traceback.extract_tb(err.__traceback__)
     if not frames:
         return False
-    try:
-        return Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
-    except (OSError, ValueError):
-        return False
+    if isinstance(err, OSError) and err.filename is not None:
+        return any(_in_package(f.filename) for f in frames)
+    return _in_package(frames[-1].filename)
 
 
 def report(err: BaseException) -> int:

@@ -36,6 +36,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from .config_schema import validate_marker
+from .safe_io import read_json
+
 __all__ = ["MARKER", "fsync_file", "fsync_dir", "atomic_write_file", "atomic_write_dir",
            "interrupted_saves", "recover_interrupted", "read_marker_json"]
 
@@ -131,8 +134,6 @@ def _siblings(path: Path) -> list[Path]:
 
 def read_marker_json(folder: Path):
     """The parsed marker of ``folder`` (None when it has none); strict reading, see safe_io."""
-    from .safe_io import read_json
-
     if not (folder / MARKER).exists() and not (folder / MARKER).is_symlink():
         return None
     return read_json(folder, MARKER)
@@ -140,8 +141,6 @@ def read_marker_json(folder: Path):
 
 def _saved_ns(folder: Path) -> int | None:
     """The marker's save time when ``folder`` is a complete save, else None."""
-    from .config_schema import validate_marker
-
     try:
         marker = read_marker_json(folder)
     except (ValueError, OSError):  # unreadable marker: the save did not finish
@@ -196,7 +195,7 @@ def atomic_write_dir(path, write_into: Callable[[Path], None], owned: tuple[str,
         if carry_over and path.is_dir():
             for entry in path.iterdir():
                 if entry.name in owned or entry.name == MARKER or entry.is_symlink():
-                    continue
+                    continue  # (symlinks are not carried over: a checkpoint holds only files)
                 if entry.is_dir():
                     shutil.copytree(entry, tmp / entry.name)
                 elif entry.is_file():
