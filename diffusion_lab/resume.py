@@ -26,6 +26,8 @@ __all__ = ["run_spec", "checkpoint_state", "resumable", "restore"]
 
 
 def checkpoint_state(generator, step, losses, wall, ema_decay, device, run) -> dict:
+    """The ``train_state`` of a resumable checkpoint: both RNG states (and CUDA's), the loss
+    history, wall time, EMA decay and the run's definition (:func:`run_spec`)."""
     state = {"generator_state": generator.get_state(),
              "torch_cpu_rng_state": torch.get_rng_state(),
              "loss_history": torch.tensor(losses, dtype=torch.float64),

@@ -165,10 +165,11 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
         raise ValueError("resume=True needs checkpoint_dir")
     device = check_device(device)
     ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-    run = run_spec(sde, data, labels, null_class, seed=seed, batch_size=batch_size, lr=lr,
-                    weight_decay=weight_decay, warmup=warmup, grad_clip=grad_clip,
-                    ema_decay=ema_decay, t_min=t_min,
-                    label_dropout=label_dropout if labels is not None else None)
+    hyper = dict(seed=seed, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                 warmup=warmup, grad_clip=grad_clip, ema_decay=ema_decay, t_min=t_min,
+                 label_dropout=label_dropout if labels is not None else None)
+    # what defines the run (data fingerprinted): only needed when there is a checkpoint
+    run = None if ckpt_dir is None else run_spec(sde, data, labels, null_class, **hyper)
 
     net.to(device)
     data = data.to(device)
@@ -181,8 +182,7 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     generator = torch.Generator().manual_seed(seed)
     step, losses, wall_before = 0, [], 0.0
     info = dict(info or {})
-    info.update({k: run[k] for k in ("seed", "batch_size", "lr", "weight_decay", "warmup",
-                                     "grad_clip", "ema_decay", "t_min", "label_dropout")})
+    info.update(hyper)
     data_shape = list(data.shape[1:]) if data_shape is None else data_shape
 
     cuda_devices = [device] if device.type == "cuda" else []
