@@ -112,13 +112,21 @@ class _Run:
             yield i, self.grid[i], self.grid[i + 1]
 
     def emit(self, i: int, t: float, x: Tensor, x0_hat: Tensor) -> None:
+        self.check_state(x, i, t)
         if self.callback is not None:
             self.callback(i, float(t), x, x0_hat)
+
+    def check_state(self, x: Tensor, i: int, t: float) -> None:
+        """The sampler's own state must stay finite (an overflow is an error, never a result)."""
+        if not bool(torch.isfinite(x).all()):
+            raise FloatingPointError(f"{self.method}: the sample became non-finite at step {i} "
+                                     f"(t={t:.6g}); try more steps or another method/grid")
 
     def finish(self, x: Tensor, denoise: bool, **extra) -> Tensor:
         if denoise:
             self.step = self.steps
             x = self.x0(x, self.eps(x, self.t_end), self.t_end)
+        self.check_state(x, self.step, self.t_end)
         if self.info is not None:
             self.info.update(nfe=self.nfe, steps=self.steps, method=self.method,
                              grid=self.grid_kind, t_end=self.t_end, **extra)

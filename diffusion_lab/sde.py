@@ -19,7 +19,17 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import as_time, batch_times, check_finite, check_positive, expand_like
+from ._checks import (
+    as_time,
+    batch_times,
+    check_device,
+    check_dtype,
+    check_finite,
+    check_generator,
+    check_positive,
+    check_shape,
+    expand_like,
+)
 from .schedules import LinearSchedule, Schedule, get_schedule
 
 __all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "RectifiedFlow", "ReverseSDE", "get_sde"]
@@ -124,9 +134,9 @@ class SDE:
     def prior_sample(self, shape, generator: torch.Generator | None = None,
                      dtype=None, device=None) -> Tensor:
         """x ~ N(0, prior_std² I), the law sampling starts from at t = ``t_max``."""
-        shape = tuple(int(s) for s in shape)
-        if len(shape) < 1 or any(s < 1 for s in shape):
-            raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape}")
+        shape, dtype = check_shape(shape), check_dtype(dtype)
+        device = None if device is None else check_device(device)
+        check_generator(generator, device)
         z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
         return self.prior_std() * z
 
