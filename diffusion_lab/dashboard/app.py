@@ -10,7 +10,8 @@ step moves the progress bar and redraws x_t (``dl-xt``) and x̂_0 (``dl-x0``). T
 samples replace the output image (``dl-output``); NFE and wall time go to ``dl-stats``.
 A request that does not fit the model (colorize on a grey-scale model, …) or that the
 model refuses is shown as a sentence in ``dl-error`` and nothing else changes; the app
-stays usable. Test hooks are these CSS classes (``Widget.add_class``).
+stays usable. Test hooks are these CSS classes (``Widget.add_class``), and ``dl-<name>``
+on each control (``dl-task``, ``dl-steps``, ``dl-seed-b``, …).
 """
 
 from __future__ import annotations
@@ -45,17 +46,20 @@ class Dashboard:
         self.cards = self.cache.cards
         self._data: dict[str, object] = {}
         self.last_result: runs.Result | None = None
+        self.last_error: str | None = None  # the message of the last refused request
         names = list(self.cards)
         style = {"description_width": "90px"}
-        lay = W.Layout(width="300px")
+
+        def lay():  # one Layout per widget: hiding one control must not hide the others
+            return W.Layout(width="300px")
 
         def drop(description, options, value=None):
             return W.Dropdown(description=description, options=options, value=value,
-                              style=style, layout=lay)
+                              style=style, layout=lay())
 
         def integer(description, value, lo, hi):
             return W.BoundedIntText(description=description, value=value, min=lo, max=hi,
-                                    style=style, layout=lay)
+                                    style=style, layout=lay())
 
         self.model = drop("model", names, "mnist_cond" if "mnist_cond" in names else names[0])
         self.task = drop("task", list(runs.TASKS), "generate")
@@ -67,18 +71,18 @@ class Dashboard:
         self.points = integer("points", 1000, 1, runs.MAX_POINTS)
         self.label = drop("class", [("none", None)])
         self.guidance = W.BoundedFloatText(description="guidance w", value=1.0, min=0.0,
-                                           max=20.0, step=0.5, style=style, layout=lay)
+                                           max=20.0, step=0.5, style=style, layout=lay())
         self.mask = drop("mask", list(runs.MASKS), "center")
         self.factor = drop("factor", list(runs.FACTORS), 2)
         self.seed_b = integer("seed b", 1, 0, 2**31 - 1)
         self.methods = W.SelectMultiple(description="samplers", options=list(SAMPLERS),
                                         value=("ddim", "dpm_solver", "edm"), rows=5,
-                                        style=style, layout=lay)
-        self.button = W.Button(description="generate", button_style="primary", icon="play",
+                                        style=style, layout=lay())
+        self.button = W.Button(description="generate", button_style="primary",
                                layout=W.Layout(width="300px"))
         self.button.add_class("dl-generate")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="idle",
-                                      style=style, layout=lay)
+                                      style=style, layout=lay())
         self.status = W.HTML("Pick a model and a task, then press <b>generate</b>.")
         self.status.add_class("dl-status")
         self.error = W.HTML("")
@@ -92,6 +96,9 @@ class Dashboard:
         self.rows = {"class": self.label, "guidance": self.guidance, "mask": self.mask,
                      "factor": self.factor, "seed_b": self.seed_b, "methods": self.methods,
                      "method": self.method, "n": self.n, "points": self.points}
+        for name in ("model", "task", "method", "steps", "grid", "seed", "n", "points", "label",
+                     "guidance", "mask", "factor", "seed_b", "methods", "progress"):
+            getattr(self, name).add_class(f"dl-{name.replace('_', '-')}")  # test hooks
         controls = W.VBox([self.model, self.task, self.method, self.methods, self.steps,
                            self.grid, self.seed, self.seed_b, self.n, self.points, self.label,
                            self.guidance, self.mask, self.factor, self.button, self.progress])
@@ -161,7 +168,7 @@ class Dashboard:
     def run(self, req: runs.Request) -> runs.Result | None:
         """Run ``req`` with live previews; on a bad request show why and return None."""
         self.button.disabled = True
-        self.error.value = ""
+        self.error.value, self.last_error = "", None
         try:
             card = self.cards.get(req.model)
             if card is None:
@@ -190,6 +197,7 @@ class Dashboard:
         self.progress.description, self.progress.bar_style = "running", "info"
 
     def _fail(self, message: str) -> None:
+        self.last_error = message
         self.error.value = (f"<span style='color:#b00020'>⚠ {html.escape(message)}</span>")
         self.status.value = "Nothing was generated; change the settings and try again."
         self.progress.description, self.progress.bar_style = "error", "danger"
