@@ -183,3 +183,12 @@ def test_controls_follow_the_model_and_task(dash):
     assert dash.points.layout.display is None and dash.n.layout.display == "none"
     dash.task.value = "generate"
     dash.model.value = "mnist_cond"
+
+
+def test_hidden_class_and_guidance_do_not_leak_into_an_unconditional_model(dash):
+    _press(dash, model="mnist_cond", task="generate", steps=2, n=1, method="ddim")
+    dash.label.value, dash.guidance.value = 3, 2.0
+    dash.model.value = "colour_mnist"
+    req = dash.request()
+    assert req.label is None and req.guidance is None
+    dash.model.value = "mnist_cond"

@@ -17,10 +17,12 @@ on each control (``dl-task``, ``dl-steps``, ``dl-seed-b``, …).
 from __future__ import annotations
 
 import html
+import io
 import time
 from pathlib import Path
 
 import ipywidgets as W
+from PIL import Image as PILImage
 
 from ..samplers import SAMPLERS
 from ..service.catalog import DEFAULT_CHECKPOINTS, ModelCache, discover
@@ -101,7 +103,8 @@ class Dashboard:
             getattr(self, name).add_class(f"dl-{name.replace('_', '-')}")  # test hooks
         controls = W.VBox([self.model, self.task, self.method, self.methods, self.steps,
                            self.grid, self.seed, self.seed_b, self.n, self.points, self.label,
-                           self.guidance, self.mask, self.factor, self.button, self.progress])
+                           self.guidance, self.mask, self.factor, self.button, self.progress],
+                          layout=W.Layout(min_width="330px"))
         view = W.VBox([self.status, self.error, W.HBox([xt_box, x0_box, self.source_box]),
                        out_box, self.stats], layout=W.Layout(margin="0 0 0 20px"))
         self.widget = W.HBox([controls, view])
@@ -141,8 +144,10 @@ class Dashboard:
     # -- running -------------------------------------------------------------------------
     def request(self) -> runs.Request:
         """The controls as a :class:`runs.Request` (guidance w = 1 means no guidance pass)."""
-        w = float(self.guidance.value)
-        label = self.label.value
+        conditional = self.cards[self.model.value].num_classes is not None
+        w = float(self.guidance.value)  # hidden controls (class, w) count only where shown
+        label = self.label.value if conditional else None
+        w = w if conditional else 1.0
         return runs.Request(
             model=self.model.value, task=self.task.value, method=self.method.value,
             steps=int(self.steps.value), seed=int(self.seed.value), n=int(self.n.value),
@@ -213,23 +218,29 @@ class Dashboard:
             now = time.perf_counter()
             if now - state["shown"] >= PREVIEW_EVERY_S:
                 state["shown"] = now
-                self.xt.value = render.samples_png(x, data)
-                self.x0.value = render.samples_png(x0_hat, data)
+                _put(self.xt, render.samples_png(x, data, zoom=2))
+                _put(self.x0, render.samples_png(x0_hat, data, zoom=2))
                 self.status.value = f"step {state['count']}, t = {t:.3f}"
 
         return callback
 
     def _finish(self, result: runs.Result, data) -> None:
         req = result.request
-        self.output.value = (render.compare_png(result.rows, data) if result.rows
-                             else render.samples_png(result.samples, data))
+        _put(self.output, render.compare_png(result.rows, data) if result.rows
+             else render.samples_png(result.samples, data))
         if result.sources is not None:
-            self.source.value = render.grid_png(result.sources)
+            _put(self.source, render.grid_png(result.sources, zoom=2))
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
         self.progress.description = "done"
         self.status.value = f"<b>{req.task}</b> on {html.escape(req.model)}: done."
         self.stats.value = _stats_html(result)
         self.last_result = result
+
+
+def _put(image: W.Image, png: bytes) -> None:
+    """Show ``png`` at its own pixel width (pages would otherwise stretch it)."""
+    image.width = str(PILImage.open(io.BytesIO(png)).size[0])
+    image.value = png
 
 
 def _stats_html(result: runs.Result) -> str:

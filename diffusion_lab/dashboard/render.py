@@ -67,9 +67,10 @@ def scatter_png(points: Tensor, data: Tensor | None = None) -> bytes:
     return png_bytes(scatter_array(points, data))
 
 
-def samples_png(x: Tensor, data: Tensor | None = None, cols: int | None = None) -> bytes:
+def samples_png(x: Tensor, data: Tensor | None = None, cols: int | None = None,
+                zoom: int = 3) -> bytes:
     """A grid for image batches, a scatter (over ``data``) for ``[N, 2]`` points."""
-    return scatter_png(x, data) if x.dim() == 2 else grid_png(x, cols)
+    return scatter_png(x, data) if x.dim() == 2 else grid_png(x, cols, zoom)
 
 
 def compare_png(rows: list, data: Tensor | None = None) -> bytes:
