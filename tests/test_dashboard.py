@@ -173,7 +173,7 @@ def test_a_bad_combination_is_shown_and_the_app_recovers(dash):
 
 def test_controls_follow_the_model_and_task(dash):
     dash.model.value = "colour_mnist"
-    assert dash.label.layout.display == "none" and dash.label.options == (("none", None),)
+    assert dash.label.layout.display == "none" and dash.label.options == (("none", -1),)
     dash.model.value = "mnist_cond"
     assert dash.label.layout.display is None and len(dash.label.options) == 11
     dash.task.value = "compare"

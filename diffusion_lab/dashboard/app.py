@@ -30,6 +30,7 @@ from ..timegrid import GRIDS
 from . import render, runs
 
 DEFAULT_GRID = "sampler default"
+NO_CLASS = -1  # the class dropdown's "none" (a Dropdown's None would mean "nothing selected")
 PREVIEW_EVERY_S = 0.05  # at most ~20 preview redraws a second
 
 
@@ -71,7 +72,7 @@ class Dashboard:
         self.seed = integer("seed", 0, 0, 2**31 - 1)
         self.n = integer("images n", 4, 1, runs.MAX_N)
         self.points = integer("points", 1000, 1, runs.MAX_POINTS)
-        self.label = drop("class", [("none", None)])
+        self.label = drop("class", [("none", NO_CLASS)], NO_CLASS)
         self.guidance = W.BoundedFloatText(description="guidance w", value=1.0, min=0.0,
                                            max=20.0, step=0.5, style=style, layout=lay())
         self.mask = drop("mask", list(runs.MASKS), "center")
@@ -121,10 +122,10 @@ class Dashboard:
     def _on_model(self, change=None) -> None:
         card = self.cards[self.model.value]
         names = card.class_names or [str(i) for i in range(card.num_classes or 0)]
-        options = [("none", None)] + ([(name, i) for i, name in enumerate(names)]
-                                      if card.num_classes else [])
+        options = [("none", NO_CLASS)] + ([(name, i) for i, name in enumerate(names)]
+                                          if card.num_classes else [])
         self.label.options = options
-        self.label.value = None
+        self.label.value = NO_CLASS
         self._on_task()
 
     def _on_task(self, change=None) -> None:
@@ -146,7 +147,7 @@ class Dashboard:
         """The controls as a :class:`runs.Request` (guidance w = 1 means no guidance pass)."""
         conditional = self.cards[self.model.value].num_classes is not None
         w = float(self.guidance.value)  # hidden controls (class, w) count only where shown
-        label = self.label.value if conditional else None
+        label = self.label.value if conditional and self.label.value != NO_CLASS else None
         w = w if conditional else 1.0
         return runs.Request(
             model=self.model.value, task=self.task.value, method=self.method.value,
