@@ -192,3 +192,59 @@ def test_hidden_class_and_guidance_do_not_leak_into_an_unconditional_model(dash)
     req = dash.request()
     assert req.label is None and req.guidance is None
     dash.model.value = "mnist_cond"
+
+
+def test_the_2d_background_is_the_data_the_model_learned(dash):
+    model, card = _model(dash, "toy_two_moons")
+    data = dash._data_for(card, model)
+    x = run(model, card, Request("toy_two_moons", steps=20, points=2000)).samples
+    torch.testing.assert_close(x.std(0), data.std(0), atol=0.1, rtol=0)  # same scale ...
+    torch.testing.assert_close(x.mean(0), data.mean(0), atol=0.1, rtol=0)  # ... and place
+
+
+# -- the mouse-drawn mask ---------------------------------------------------------------------
+def test_mask_pad_paints_the_pixels_under_the_pointer():
+    from diffusion_lab.dashboard.maskpad import MaskPad
+
+    pad = MaskPad(h=28, w=28, scale=8, brush=3)
+    pad.down(8 * 10 + 3, 8 * 5 + 7)  # canvas (x, y) → image pixel (row 5, column 10)
+    pad.move(8 * 12 + 1, 8 * 5 + 1)  # dragging to column 12
+    pad.up()
+    pad.move(8 * 20, 8 * 20)  # not pressed: nothing
+    expected = np.zeros((28, 28), dtype=np.uint8)
+    expected[4:7, 9:14] = 1
+    assert (pad.mask == expected).all() and "15 of 784" in pad.count.value
+    pad.down(0, 0)  # the brush is cut at the border
+    assert pad.mask[:2, :2].sum() == 4 and pad.mask.sum() == 19
+    pad.clear()
+    assert pad.mask.sum() == 0 and pad.tensor().shape == (1, 1, 28, 28)
+
+
+def test_inpaint_with_a_drawn_mask_keeps_everything_else(dash):
+    model, card = _model(dash, "mnist_cond")
+    drawn = torch.zeros(1, 1, 28, 28)
+    drawn[..., 8:20, 4:14] = 1
+    req = Request("mnist_cond", "inpaint", method="ddim", steps=3, n=2, mask="drawn", drawn=drawn)
+    out, src = run(model, card, req).samples, runs.sources(model, req)
+    keep = (drawn == 0).expand_as(src)
+    assert torch.equal(out[keep], src[keep])
+    assert not torch.allclose(out[~keep], src[~keep], atol=0.05)
+    with pytest.raises(ValueError, match="drawn mask is empty"):
+        check(card, Request("mnist_cond", "inpaint", mask="drawn", drawn=torch.zeros(1, 1, 28, 28)))
+
+
+def test_the_dashboard_uses_the_pad_for_the_drawn_mask(dash):
+    assert dash.pad is not None and "drawn" in dash.mask.options
+    dash.model.value, dash.task.value, dash.mask.value = "mnist_cond", "inpaint", "drawn"
+    dash.guidance.value = 1.0  # other tests may have left w set on this shared app
+    assert dash.pad.widget.layout.display is None
+    dash.pad.clear()
+    before = _press(dash, steps=2, n=1, method="ddim")
+    assert "drawn mask is empty" in dash.last_error and dash.output.value == before
+    dash.pad.down(100, 100)
+    _press(dash)
+    assert dash.last_error is None and dash.output.value != before
+    assert torch.equal(dash.last_result.request.drawn, dash.pad.tensor())
+    dash.mask.value = "center"
+    assert dash.pad.widget.layout.display == "none"
+    dash.task.value = "generate"

@@ -4,7 +4,9 @@ One Voilà server on a free port and one page for the module (started once, stop
 Each task: pick model and task, few steps, click ``.dl-generate`` and wait — at most
 ``CLICK_TIMEOUT_S`` — until ``img.dl-output`` shows a new image and the status says done.
 Chromium resolves no host but 127.0.0.1, so the page works without any CDN. A screenshot
-of every task goes to tests/artifacts/dashboard_<task>.png (git-ignored), also on failure;
+of every task goes to tests/artifacts/dashboard_<task>.png and of the app alone to
+dashboard_<task>_app.png (git-ignored; notebooks/figures/10_dashboard.png is one),
+also on failure;
 the click-to-image times are printed (``-s``) and written to tests/artifacts/dashboard_times.csv.
 """
 
@@ -48,9 +50,11 @@ def page():
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
         try:
             driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+            start = time.perf_counter()
             driver.get(voila.url + "/")
             try:
                 _wait(driver, lambda d: _find(d, ".dl-generate") and _src(d), PAGE_TIMEOUT_S)
+                TIMES["page_load"] = time.perf_counter() - start
             except Exception as exc:
                 _shot(driver, "page_load")
                 raise RuntimeError(f"the app did not appear:\n{voila.log_text()[-3000:]}") \
@@ -79,8 +83,13 @@ def _src(driver) -> str:
 
 
 def _shot(driver, name: str) -> None:
+    """The window, and the app alone (``dashboard_<name>_app.png``) when it is on the page."""
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"dashboard_{name}.png"))
+    app = _find(driver, ".dl-dashboard")
+    if app:
+        driver.execute_script("arguments[0].scrollIntoView()", app[0])
+        app[0].screenshot(str(ARTIFACTS / f"dashboard_{name}_app.png"))
 
 
 def _choose(driver, control: str, *texts: str) -> None:
