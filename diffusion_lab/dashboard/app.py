@@ -27,7 +27,7 @@ from PIL import Image as PILImage
 from ..samplers import SAMPLERS
 from ..service.catalog import DEFAULT_CHECKPOINTS, ModelCache, discover
 from ..timegrid import GRIDS
-from . import maskpad, render, runs
+from . import render, runs
 
 DEFAULT_GRID = "sampler default"
 NO_CLASS = -1  # the class dropdown's "none" (a Dropdown's None would mean "nothing selected")
@@ -75,9 +75,7 @@ class Dashboard:
         self.label = drop("class", [("none", NO_CLASS)], NO_CLASS)
         self.guidance = W.BoundedFloatText(description="guidance w", value=1.0, min=0.0,
                                            max=20.0, step=0.5, style=style, layout=lay())
-        self.pad = maskpad.MaskPad() if maskpad.available() else None
-        masks = [m for m in runs.MASKS if m != "drawn" or self.pad is not None]
-        self.mask = drop("mask", masks, "center")
+        self.mask = drop("mask", list(runs.MASKS), "center")
         self.factor = drop("factor", list(runs.FACTORS), 2)
         self.seed_b = integer("seed b", 1, 0, 2**31 - 1)
         self.methods = W.SelectMultiple(description="samplers", options=list(SAMPLERS),
@@ -108,15 +106,12 @@ class Dashboard:
                            self.grid, self.seed, self.seed_b, self.n, self.points, self.label,
                            self.guidance, self.mask, self.factor, self.button, self.progress],
                           layout=W.Layout(min_width="330px"))
-        pad = [] if self.pad is None else [self.pad.widget]
-        controls_col = W.VBox([controls, *pad])
         view = W.VBox([self.status, self.error, W.HBox([xt_box, x0_box, self.source_box]),
                        out_box, self.stats], layout=W.Layout(margin="0 0 0 20px"))
-        self.widget = W.HBox([controls_col, view])
+        self.widget = W.HBox([controls, view])
         self.widget.add_class("dl-dashboard")
         self.model.observe(self._on_model, names="value")
         self.task.observe(self._on_task, names="value")
-        self.mask.observe(self._on_task, names="value")
         self.button.on_click(self._on_click)
         self._on_model()
 
@@ -139,8 +134,6 @@ class Dashboard:
         self._show(self.label, card.num_classes is not None)
         self._show(self.guidance, card.num_classes is not None)
         self._show(self.mask, task == "inpaint")
-        if self.pad is not None:
-            self._show(self.pad.widget, task == "inpaint" and self.mask.value == "drawn")
         self._show(self.factor, task == "super_resolve")
         self._show(self.seed_b, task == "interpolate")
         self._show(self.methods, task == "compare")
@@ -162,9 +155,7 @@ class Dashboard:
             points=int(self.points.value),
             grid=None if self.grid.value == DEFAULT_GRID else self.grid.value, label=label,
             guidance=None if w == 1.0 else w, mask=self.mask.value, factor=int(self.factor.value),
-            seed_b=int(self.seed_b.value), methods=tuple(self.methods.value),
-            drawn=self.pad.tensor() if self.pad is not None and self.mask.value == "drawn"
-            else None)
+            seed_b=int(self.seed_b.value), methods=tuple(self.methods.value))
 
     def _data_for(self, card, model):
         """The training data of a 2-D model (drawn once), for the scatter background."""

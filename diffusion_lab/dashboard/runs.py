@@ -9,7 +9,7 @@ Tasks (:data:`TASKS`):
 
     generate       n images (``points`` points for 2-D models); class label + guidance w
                    on a class-conditional model
-    inpaint        fill a mask (:data:`MASKS`: presets or drawn) of n *source* images
+    inpaint        fill a preset mask (:data:`MASKS`) of n *source* images
     colorize       RGB images whose luminance equals the grey version of the sources
     super_resolve  images whose f×f average pooling equals the pooled sources
     interpolate    n frames along the slerp between the prior noises of two seeds, DDIM
@@ -36,7 +36,7 @@ from ..service.schemas import MASK_PRESETS
 from ..timegrid import GRIDS
 
 TASKS = ("generate", "inpaint", "colorize", "super_resolve", "interpolate", "compare")
-MASKS = (*MASK_PRESETS, "random pixels", "drawn")  # drawn: Request.drawn, from the mouse
+MASKS = (*MASK_PRESETS, "random pixels")
 FACTORS = (2, 4)
 SOURCE_STEPS = 10
 MAX_N = 16
@@ -59,7 +59,6 @@ class Request:
     label: int | None = None
     guidance: float | None = None
     mask: str = "center"
-    drawn: Tensor | None = None  # [1, 1, H, W] of 0/1 when mask == "drawn"
     factor: int = 2
     seed_b: int = 1
     source_seed: int = 1000
@@ -113,11 +112,6 @@ def check(card, req: Request) -> None:
         raise ValueError(f"interpolate needs n >= 2 frames, got {req.n}")
     if req.task == "inpaint" and req.mask not in MASKS:
         raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {req.mask!r}")
-    if req.task == "inpaint" and req.mask == "drawn":
-        shape = (1, 1, *card.data_shape[1:])
-        if req.drawn is None or tuple(req.drawn.shape) != shape or not bool(req.drawn.any()):
-            raise ValueError("the drawn mask is empty: paint the pixels to generate on the "
-                             "mask pad first (or pick a preset mask)")
     if req.task == "super_resolve" and req.factor not in FACTORS:
         raise ValueError(f"factor must be one of {FACTORS}, got {req.factor}")
     if card.num_classes is None and (req.label is not None or req.guidance is not None):
@@ -127,11 +121,8 @@ def check(card, req: Request) -> None:
         raise ValueError("guidance needs a class to guide towards (pick a class)")
 
 
-def make_mask(name: str, n: int, h: int, w: int, seed: int, drawn: Tensor | None = None) -> Tensor:
-    """``[n, 1, H, W]`` of 0/1 (1 = generate): a service preset, half the pixels at random,
-    or the ``drawn`` ``[1, 1, H, W]`` mask."""
-    if name == "drawn":
-        return drawn.float().expand(n, 1, h, w).clone()
+def make_mask(name: str, n: int, h: int, w: int, seed: int) -> Tensor:
+    """``[n, 1, H, W]`` of 0/1 (1 = generate): a service preset, or half the pixels at random."""
     if name == "random pixels":
         g = torch.Generator().manual_seed(int(seed))
         return (torch.rand(n, 1, h, w, generator=g) < 0.5).float()
@@ -184,7 +175,7 @@ def run(model, card, req: Request, callback=None) -> Result:
     _, _, h, w = src.shape
     kw = _sampler_kwargs(req, req.method, callback, info)
     if req.task == "inpaint":
-        mask = make_mask(req.mask, req.n, h, w, req.seed, req.drawn)
+        mask = make_mask(req.mask, req.n, h, w, req.seed)
         shown = torch.where(mask.bool(), torch.full_like(src, -1.0), src)
         x, s = _timed(model.inpaint, src, mask, **kw)
     elif req.task == "colorize":
