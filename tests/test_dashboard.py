@@ -156,6 +156,7 @@ def test_the_button_makes_a_new_output_image_with_live_previews():
     assert dash.last_error is None and dash.error.value == ""
     assert dash.progress.value == dash.progress.max == 3 and dash.progress.description == "done"
     assert dash.xt.value and dash.x0.value  # the live previews were drawn
+    assert dash.xt_box.layout.visibility == "visible"
     assert "NFE 3" in dash.stats.value and dash.last_result.request.label == 5
     assert dash.last_result.request.guidance == 2.0
 
@@ -169,6 +170,16 @@ def test_a_bad_combination_is_shown_and_the_app_recovers(dash):
     assert dash.progress.bar_style == "danger" and not dash.button.disabled
     _press(dash, task="generate", seed=3)  # ... and the next request works
     assert dash.output.value != good and dash.error.value == "" and dash.last_error is None
+
+
+def test_interpolate_hides_the_previews_of_the_run_before(dash):
+    _press(dash, model="mnist_cond", task="generate", steps=2, n=2, method="ddim",
+           guidance=1.0, seed=0)
+    assert dash.xt_box.layout.visibility == "visible"
+    _press(dash, task="interpolate", seed_b=3)
+    assert dash.xt_box.layout.visibility == "hidden" and dash.last_error is None
+    assert "ddim · seeds 0 → 3 · 2 steps · grid uniform · NFE 4" in dash.stats.value
+    dash.task.value = "generate"
 
 
 def test_controls_follow_the_model_and_task(dash):

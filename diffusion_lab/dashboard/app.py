@@ -92,8 +92,8 @@ class Dashboard:
         self.error.add_class("dl-error")
         self.stats = W.HTML("")
         self.stats.add_class("dl-stats")
-        self.xt, xt_box = _image("dl-xt", "x<sub>t</sub> (live)")
-        self.x0, x0_box = _image("dl-x0", "x̂<sub>0</sub> (live)")
+        self.xt, self.xt_box = _image("dl-xt", "x<sub>t</sub> (live)")
+        self.x0, self.x0_box = _image("dl-x0", "x̂<sub>0</sub> (live)")
         self.source, self.source_box = _image("dl-source", "source")
         self.output, out_box = _image("dl-output", "result")
         self.rows = {"class": self.label, "guidance": self.guidance, "mask": self.mask,
@@ -106,7 +106,7 @@ class Dashboard:
                            self.grid, self.seed, self.seed_b, self.n, self.points, self.label,
                            self.guidance, self.mask, self.factor, self.button, self.progress],
                           layout=W.Layout(min_width="330px"))
-        view = W.VBox([self.status, self.error, W.HBox([xt_box, x0_box, self.source_box]),
+        view = W.VBox([self.status, self.error, W.HBox([self.xt_box, self.x0_box, self.source_box]),
                        out_box, self.stats], layout=W.Layout(margin="0 0 0 20px"))
         self.widget = W.HBox([controls, view])
         self.widget.add_class("dl-dashboard")
@@ -185,6 +185,8 @@ class Dashboard:
             data = self._data_for(card, model)
             total = req.steps * (len(req.methods) if req.task == "compare" else 1)
             self._busy(f"{req.task}: sampling …", 0, total)
+            for box in (self.xt_box, self.x0_box):  # no stale previews of an earlier run
+                box.layout.visibility = "hidden"
             result = runs.run(model, card, req, callback=self._previewer(data))
         except (ValueError, TypeError) as exc:
             self._fail(str(exc))
@@ -221,6 +223,7 @@ class Dashboard:
                 state["shown"] = now
                 _put(self.xt, render.samples_png(x, data, zoom=2))
                 _put(self.x0, render.samples_png(x0_hat, data, zoom=2))
+                self.xt_box.layout.visibility = self.x0_box.layout.visibility = "visible"
                 self.status.value = f"step {state['count']}, t = {t:.3f}"
 
         return callback
@@ -247,8 +250,14 @@ def _put(image: W.Image, png: bytes) -> None:
 def _stats_html(result: runs.Result) -> str:
     req = result.request
     nfe = "?" if result.nfe is None else str(result.nfe)
-    grid = req.grid or "sampler default"
-    head = (f"seed {req.seed} · {req.steps} steps · grid {grid} · NFE {nfe} · "
+    seeds = f"seed {req.seed}"
+    if req.task == "interpolate":  # always deterministic DDIM
+        method, grid = "ddim", req.grid or "uniform"
+        seeds = f"seeds {req.seed} → {req.seed_b}"
+    else:
+        method = ", ".join(req.methods) if req.task == "compare" else req.method
+        grid = req.grid or "sampler default"
+    head = (f"{method} · {seeds} · {req.steps} steps · grid {grid} · NFE {nfe} · "
             f"wall time {result.seconds:.2f} s")
     if not result.rows:
         return head
