@@ -168,6 +168,7 @@ def test_a_bad_combination_is_shown_and_the_app_recovers(dash):
     assert before == good and dash.output.value == good  # nothing changed ...
     assert "colour (RGB)" in dash.error.value and "grey-scale" in dash.last_error
     assert dash.progress.bar_style == "danger" and not dash.button.disabled
+    assert dash.xt_box.layout.visibility == dash.source_box.layout.visibility == "hidden"
     _press(dash, task="generate", seed=3)  # ... and the next request works
     assert dash.output.value != good and dash.error.value == "" and dash.last_error is None
 

@@ -175,6 +175,8 @@ class Dashboard:
         """Run ``req`` with live previews; on a bad request show why and return None."""
         self.button.disabled = True
         self.error.value, self.last_error = "", None
+        for box in (self.xt_box, self.x0_box, self.source_box):  # nothing stale from before
+            box.layout.visibility = "hidden"
         try:
             card = self.cards.get(req.model)
             if card is None:
@@ -185,8 +187,6 @@ class Dashboard:
             data = self._data_for(card, model)
             total = req.steps * (len(req.methods) if req.task == "compare" else 1)
             self._busy(f"{req.task}: sampling …", 0, total)
-            for box in (self.xt_box, self.x0_box):  # no stale previews of an earlier run
-                box.layout.visibility = "hidden"
             result = runs.run(model, card, req, callback=self._previewer(data))
         except (ValueError, TypeError) as exc:
             self._fail(str(exc))
@@ -219,7 +219,8 @@ class Dashboard:
                 self.progress.max = state["count"]  # adaptive samplers may take more steps
             self.progress.value = state["count"]
             now = time.perf_counter()
-            if now - state["shown"] >= PREVIEW_EVERY_S:
+            last = state["count"] == self.progress.max  # the final step is always drawn
+            if last or now - state["shown"] >= PREVIEW_EVERY_S:
                 state["shown"] = now
                 _put(self.xt, render.samples_png(x, data, zoom=2))
                 _put(self.x0, render.samples_png(x0_hat, data, zoom=2))
@@ -234,6 +235,7 @@ class Dashboard:
              else render.samples_png(result.samples, data))
         if result.sources is not None:
             _put(self.source, render.grid_png(result.sources, zoom=2))
+            self.source_box.layout.visibility = "visible"
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
         self.progress.description = "done"
         self.status.value = f"<b>{req.task}</b> on {html.escape(req.model)}: done."
