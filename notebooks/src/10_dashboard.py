@@ -70,9 +70,12 @@ CHECKPOINTS = Path("../data/checkpoints")
 # %% [markdown]
 # ## 1 · The app
 #
-# What to expect on a 2-core CPU: 4 digits in 10 DPM-Solver steps take about 1–2 s from
-# the click to the picture; the 2-D toys a fraction of a second; interpolation shows no live
-# preview (DDIM decodes all frames in one call) and the progress bar jumps to the end.
+# What to expect on a 2-core CPU (measured in headless Chromium, 4 steps, 4 images): about
+# 1 s from the click to the picture for generate, inpaint, colorize, super-resolve and a
+# three-sampler compare; 0.2–0.4 s for the 2-D toys and for interpolation, which shows no
+# live preview (DDIM decodes all frames in one call). The stored picture below is the app
+# after such a compare run (DDIM, DPM-Solver++, EDM, one row each), taken by
+# `tests/test_dashboard_browser.py`.
 
 # %%
 dash = Dashboard(CHECKPOINTS)
