@@ -149,12 +149,15 @@ def test_quick_run_papermill(path, tmp_path, monkeypatch):
 def test_checked_cells_nbval(path, tmp_path):
     from papermill.parameterize import parameterize_notebook
 
-    # the copy sits in <tmp>/notebooks/ beside a link <tmp>/data -> data/, so relative
-    # paths such as ../data/checkpoints resolve as they do from notebooks/
+    # the copy sits in <tmp>/notebooks/ beside a link <tmp>/data -> data/ (and with a link
+    # figures -> notebooks/figures/), so relative paths such as ../data/checkpoints resolve
+    # as they do from notebooks/
     work = tmp_path / "notebooks"
     work.mkdir()
     if (ROOT / "data").exists():
         (tmp_path / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    if (NB_DIR / "figures").exists():  # stored pictures the notebooks show (lesson 10)
+        (work / "figures").symlink_to(NB_DIR / "figures", target_is_directory=True)
     nb = parameterize_notebook(_read(path), {"QUICK": True}, kernel_name=KERNEL,
                                language="python")
     target = work / path.name
