@@ -59,6 +59,7 @@ CHANGES = [
     ("t-min", dict(t_min=0.01), "t_min (saved 0.001, now 0.01)"),
     ("label-dropout", dict(label_dropout=0.5), "label_dropout (saved 0.1, now 0.5)"),
     ("seed", dict(seed=6), "seed (saved 5, now 6)"),
+    ("target", dict(target="velocity"), 'target (saved "eps", now "velocity")'),
 ]
 
 
