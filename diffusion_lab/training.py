@@ -68,7 +68,8 @@ from .sde import SDE
 
 TARGETS = ("eps", "velocity")
 
-__all__ = ["TrainResult", "train", "eps_loss", "velocity_loss", "TARGETS", "drop_labels", "ema_update", "ema_decay_at"]
+__all__ = ["TrainResult", "train", "eps_loss", "velocity_loss", "TARGETS", "drop_labels",
+           "ema_update", "ema_decay_at"]
 
 
 @dataclass
