@@ -48,7 +48,7 @@
 QUICK = False  # True: a fast smoke run (CI); the checked cells print the same either way
 N_MC = 200000  # Monte-Carlo samples for the posterior-mean and loss checks (section 2)
 N_DATA = 20000  # training points (eight Gaussians)
-TRAIN_STEPS = 800  # optimiser steps per network (flow matching, ε, reflow)
+TRAIN_STEPS = 1500  # optimiser steps per network (flow matching, ε, reflow)
 HIDDEN = 64  # MLP width (3 hidden layers)
 BATCH = 256
 N_EVAL = 2000  # samples per energy-distance evaluation
@@ -283,8 +283,8 @@ plt.show()
 # (the default) is the ε-loss $\|\varepsilon_\theta(x_t,t)-z\|^2$ on the *same* process. Two MLPs of
 # identical size, steps, batch, learning rate and seed; only the target differs.
 #
-# **What to expect:** each training run takes ≈ 10–30 s at the default size on a loaded 2-core
-# machine (≈ 3–8 s under QUICK).
+# **What to expect:** each training run takes ≈ 15–40 s at the default size on a loaded 2-core
+# machine (≈ 2–5 s under QUICK, where the networks are visibly undertrained).
 
 # %%
 data, _ = eight_gaussians(N_DATA, seed=SEED)
