@@ -69,12 +69,24 @@ def test_velocity_is_the_probability_flow_drift(name):
     torch.testing.assert_close(P.eps_to_velocity(x, eps, sde, t), ode.drift(x, t))
 
 
+def test_v_prediction_on_vp_is_salimans_and_hos():
+    sde = VPSDE()
+    x, eps = _xe(8)
+    t = torch.linspace(0.1, 0.9, 6, dtype=T64)
+    m, s = (c[:, None] for c in sde.marginal(t))
+    v = P.eps_to_v(x, eps, m[:, 0], s[:, 0])
+    x0 = (x - s * eps) / m
+    torch.testing.assert_close(m * x - s * v, x0)  # x̂_0 = m x_t − σ v̂ when m² + σ² = 1
+    torch.testing.assert_close(m * eps - s * x0, v)
+
+
 def test_rectified_flow_closed_forms():
     rf = RectifiedFlow()
     x, eps = _xe(2)
     t = torch.linspace(0.1, 0.9, 6, dtype=T64)
     x0 = (x - t[:, None] * eps) / (1 - t[:, None])
     torch.testing.assert_close(P.eps_to_velocity(x, eps, rf, t), eps - x0)
+    torch.testing.assert_close(P.eps_to_velocity(x, eps, rf, t), (x - x0) / t[:, None])
     u = torch.randn(6, 2, dtype=T64, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(P.velocity_to_eps(x, u, rf, t), x + (1 - t[:, None]) * u)
     torch.testing.assert_close(P.conditional_velocity(x0, eps, rf, t), eps - x0)
@@ -167,3 +179,11 @@ def test_train_with_velocity_target_records_it_and_refuses_unknown_targets():
     with pytest.raises(ValueError, match="unknown target 'score'; valid: eps, velocity"):
         train(MLP(hidden=8, layers=1), RectifiedFlow(), data, steps=1, target="score",
               progress=False)
+
+
+def test_generative_model_refuses_a_velocity_target():
+    from diffusion_lab.model import GenerativeModel
+
+    model = GenerativeModel(MLP(hidden=8, layers=1), "rectified_flow")
+    with pytest.raises(ValueError, match="GenerativeModel.train trains noise predictors"):
+        model.train(torch.randn(16, 2), steps=1, target="velocity", progress=False)
