@@ -62,7 +62,6 @@ from ._checks import (
     expand_like,
 )
 from .checkpoint import save_checkpoint
-from .parameterizations import conditional_velocity
 from .resume import checkpoint_state, restore, resumable, run_spec
 from .sde import SDE
 
@@ -108,11 +107,14 @@ def eps_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
 
 def velocity_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
                   y: Tensor | None = None) -> Tensor:
-    """L = mean ‖u_θ(m x_0 + σ z, t, y) − (m' x_0 + σ' z)‖², conditional flow matching."""
-    m, s = (v.to(device=x0.device, dtype=x0.dtype) for v in sde.marginal(t))
-    target = conditional_velocity(x0, noise, sde, t.to(device=x0.device, dtype=x0.dtype))
+    """L = mean ‖u_θ(m x_0 + σ z, t, y) − (m' x_0 + σ' z)‖², conditional flow matching
+    (the target is :func:`~diffusion_lab.parameterizations.conditional_velocity`; m, σ, m', σ'
+    are computed where ``t`` lives, as in :func:`eps_loss`)."""
+    m, s, dm, ds = (v.to(device=x0.device, dtype=x0.dtype)
+                    for v in (*sde.marginal(t), *sde.marginal_rates(t)))
     t = t.to(device=x0.device, dtype=x0.dtype)
     xt = expand_like(m, x0) * x0 + expand_like(s, x0) * noise
+    target = expand_like(dm, x0) * x0 + expand_like(ds, x0) * noise
     u = net(xt, t) if y is None else net(xt, t, y)
     return F.mse_loss(u, target)
 

@@ -163,6 +163,9 @@ def test_velocity_loss_is_the_conditional_flow_matching_loss():
     assert velocity_loss(net, rf, x0, t, z).item() < 1e-24
     zero = MLP(hidden=8, layers=1).double()  # zero-initialised output layer
     torch.testing.assert_close(velocity_loss(zero, rf, x0, t, z), ((z - x0) ** 2).mean())
+    vp = VPSDE()  # a general process: the target is m' x_0 + σ' z
+    want = (P.conditional_velocity(x0, z, vp, t) ** 2).mean()
+    torch.testing.assert_close(velocity_loss(zero, vp, x0, t, z), want)
 
 
 def test_train_with_velocity_target_records_it_and_refuses_unknown_targets():

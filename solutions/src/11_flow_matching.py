@@ -126,8 +126,8 @@ checks.check_straightness(straightness);
 # of $(x_t, t)$ can only output their mean $u(x_t, t) = \mathbb E[z - x_0 \mid x_t]$. Expanding the
 # square around $u$, the cross term vanishes by the tower property, so the loss is
 # $\mathbb E\|v_\theta - u\|^2 + C$ with $C = \mathbb E\,\mathrm{tr}\,\mathrm{Cov}[z - x_0 \mid x_t] > 0$:
-# the minimum is $C$, attained at $v_\theta = u$ (lesson section 2 measures $C \approx 2.6$ for the
-# eight Gaussians). After reflow the pairs are coupled deterministically and $C$ drops to ≈ 0.
+# the minimum is $C$, attained at $v_\theta = u$ (lesson section 2 measures $C \approx 2.6$, summed over
+# both coordinates, for the eight Gaussians). After reflow the pairs are coupled deterministically and $C$ drops to ≈ 0.
 # ### END ANSWER
 #
 # *Q2. Why does an ε-network sampled by Euler on this path do badly with few steps, while the
