@@ -283,8 +283,8 @@ plt.show()
 # (the default) is the ε-loss $\|\varepsilon_\theta(x_t,t)-z\|^2$ on the *same* process. Two MLPs of
 # identical size, steps, batch, learning rate and seed; only the target differs.
 #
-# **What to expect:** each training run takes ≈ 15–40 s at the default size on a loaded 2-core
-# machine (≈ 2–5 s under QUICK, where the networks are visibly undertrained).
+# **What to expect:** each training run takes ≈ 6–25 s at the default size on a 2-core machine,
+# depending on its load (≈ 2–5 s under QUICK, where the networks are visibly undertrained).
 
 # %%
 data, _ = eight_gaussians(N_DATA, seed=SEED)
@@ -538,8 +538,9 @@ player.show(animate=False, n_static=5)
 #
 # | | 2-core CPU (measured while other jobs shared it) |
 # |---|---|
-# | full run (default parameters) | ≈ 1.5–3 min, most of it the three training runs |
-# | `QUICK=True` | ≈ 30–50 s |
+# | full run (default parameters) | ≈ 45 s idle, ≈ 95–115 s while other jobs share the cores; most of it the three training runs |
+# | `QUICK=True` | ≈ 30–40 s (kernel start included) |
+# | one training run (1500 steps, batch 256, 29 k parameters, one thread) | ≈ 6–25 s |
 #
 # **Good output:** every check prints `ok`; the flow-matching row of the error table falls well
 # below the ε row at 1–8 NFE; straightness rises after reflow and the 1-step samples after reflow
