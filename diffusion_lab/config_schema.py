@@ -236,6 +236,7 @@ class RunSpec(_Strict):
     ema_decay: Unit
     t_min: Annotated[float, Field(gt=0.0, lt=1.0)]
     label_dropout: Annotated[float, Field(ge=0.0, le=1.0)] | None
+    target: Literal["eps", "velocity"] = "eps"  # runs saved before it existed trained ε
 
 
 class TrainState(_Strict):

@@ -108,6 +108,11 @@ class GenerativeModel:
               **kwargs) -> TrainResult:
         """Train with :func:`diffusion_lab.training.train` (kwargs go there), continuing the
         EMA if there is one; returns its ``TrainResult``."""
+        if kwargs.get("target", "eps") != "eps":
+            raise ValueError(f"GenerativeModel.train trains noise predictors (target='eps'), got "
+                             f"target={kwargs['target']!r}; train a velocity model with "
+                             "diffusion_lab.training.train and sample it through "
+                             "parameterizations.velocity_model_as_eps")
         kwargs.setdefault("class_names", self.class_names)
         result = train(self.net, self.sde, data, labels=labels, steps=steps, ema=self.ema,
                        **kwargs)

@@ -3,7 +3,8 @@
 A resumable checkpoint's ``train_state.json`` records the run (:func:`run_spec`): the SDE,
 the data and labels (count, shape, dtype, SHA-256 of the bytes), the seed and every
 hyperparameter that changes the trajectory (batch size, lr, weight decay, warm-up,
-gradient clipping, EMA decay, t_min, label dropout). :func:`restore` refuses a resume
+gradient clipping, EMA decay, t_min, label dropout) and the prediction target ("eps" or
+"velocity"; a checkpoint written before the target existed counts as "eps"). :func:`restore` refuses a resume
 that changes any of them, or the network, naming each changed field; only ``steps`` may
 change, and only grow. A checkpoint folder missing because a save died between its two
 renames is an error that points to the explicit recovery (:func:`resumable`).
@@ -42,9 +43,9 @@ def _sha256(x: Tensor) -> str:
     return hashlib.sha256(flat.view(torch.uint8).numpy()).hexdigest()
 
 
-def run_spec(sde: SDE, data: Tensor, labels, num_classes, **hyper) -> dict:
+def run_spec(sde: SDE, data: Tensor, labels, num_classes, target: str = "eps", **hyper) -> dict:
     """What defines a run (JSON): a resume must match it exactly (see module docs)."""
-    run = {"sde": sde_to_json(sde),
+    run = {"sde": sde_to_json(sde), "target": target,
            "data": {"n": data.shape[0], "shape": list(data.shape[1:]), "dtype": str(data.dtype),
                     "sha256": _sha256(data)},
            "labels": None if labels is None else {"num_classes": num_classes,
@@ -86,7 +87,7 @@ def restore(ckpt_dir: Path, net, ema, optimizer, run: dict, steps: int, device) 
         diff = sorted(k for k in set(saved_cfg) | set(cfg) if saved_cfg.get(k) != cfg.get(k))
         raise ValueError(f"cannot resume {ckpt_dir}: the network differs from the saved "
                          f"{ck.config['net']['class']} (config keys {diff})")
-    saved = ck.train_state["run"]
+    saved = {"target": "eps", **ck.train_state["run"]}  # older runs trained an ε-model
     changed = [f"{k} (saved {_describe(saved[k])}, now {_describe(run[k])})"
                for k in run if saved.get(k) != run[k]]
     if changed:

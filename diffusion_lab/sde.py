@@ -74,6 +74,19 @@ class SDE:
         schedule = getattr(self, "schedule", None)
         return schedule.kinks() if hasattr(schedule, "kinks") else ()
 
+    def marginal_rates(self, t) -> tuple[Tensor, Tensor]:
+        """(m'(t), σ'(t)), the time derivatives of the marginal, from f and g²:
+
+            m' = f m,    σ' = (g² + 2 f σ²) / (2σ)
+
+        (the identity f = m'/m, g² = (σ²)' − 2 f σ² solved for m', σ'). Subclasses whose
+        f or g is singular somewhere m', σ' are not (rectified flow at t = 1) override it.
+        """
+        t = as_time(t)
+        m, s = self.marginal(t)
+        f, g2 = self.drift_coef(t), self.diffusion(t) ** 2
+        return f * m, (g2 + 2.0 * f * s**2) / (2.0 * s)
+
     def drift(self, x: Tensor, t) -> Tensor:
         """f(x, t) = f(t) · x, shaped like ``x``."""
         check_finite(x, "x")
@@ -313,6 +326,11 @@ class RectifiedFlow(SDE):
     def marginal(self, t) -> tuple[Tensor, Tensor]:
         t = as_time(t)
         return 1.0 - t, t.clone()
+
+    def marginal_rates(self, t) -> tuple[Tensor, Tensor]:
+        """(m', σ') = (−1, 1) exactly, at every t ∈ [0, 1] (t = 1 included)."""
+        t = as_time(t)
+        return -torch.ones_like(t), torch.ones_like(t)
 
     def prior_std(self) -> float:
         return self.t_max

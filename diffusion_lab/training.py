@@ -10,6 +10,15 @@ exponential moving average (EMA) of the weights, the network used for sampling:
 
     θ_ema ← d_n θ_ema + (1 − d_n) θ,   d_n = min(ema_decay, (1 + n)/(10 + n))
 
+With ``target="velocity"`` the network is a *velocity* model instead, trained with the
+conditional flow-matching loss (Lipman et al. 2023; Liu et al. 2023 for rectified flow)
+
+    L(θ) = E ‖u_θ(x_t, t, y) − (m'(t) x_0 + σ'(t) z)‖²     (rectified flow: z − x_0)
+
+whose minimiser is the marginal velocity u(x, t) = E[m' x_0 + σ' z | x_t = x], the
+probability-flow drift; sample it through
+:func:`~diffusion_lab.parameterizations.velocity_model_as_eps`.
+
 (n = updates so far; the ramp keeps the EMA from remembering the random
 initialisation in short runs). With class labels, each sample's label is
 replaced by the null class ``num_classes`` with probability ``label_dropout``,
@@ -43,6 +52,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._checks import (
+    check_choice,
     check_device,
     check_finite,
     check_int,
@@ -55,7 +65,10 @@ from .checkpoint import save_checkpoint
 from .resume import checkpoint_state, restore, resumable, run_spec
 from .sde import SDE
 
-__all__ = ["TrainResult", "train", "eps_loss", "drop_labels", "ema_update", "ema_decay_at"]
+TARGETS = ("eps", "velocity")
+
+__all__ = ["TrainResult", "train", "eps_loss", "velocity_loss", "TARGETS", "drop_labels",
+           "ema_update", "ema_decay_at"]
 
 
 @dataclass
@@ -92,6 +105,23 @@ def eps_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
     return F.mse_loss(eps, noise)
 
 
+def velocity_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
+                  y: Tensor | None = None) -> Tensor:
+    """L = mean ‖u_θ(m x_0 + σ z, t, y) − (m' x_0 + σ' z)‖², conditional flow matching
+    (the target is :func:`~diffusion_lab.parameterizations.conditional_velocity`; m, σ, m', σ'
+    are computed where ``t`` lives, as in :func:`eps_loss`)."""
+    m, s, dm, ds = (v.to(device=x0.device, dtype=x0.dtype)
+                    for v in (*sde.marginal(t), *sde.marginal_rates(t)))
+    t = t.to(device=x0.device, dtype=x0.dtype)
+    xt = expand_like(m, x0) * x0 + expand_like(s, x0) * noise
+    target = expand_like(dm, x0) * x0 + expand_like(ds, x0) * noise
+    u = net(xt, t) if y is None else net(xt, t, y)
+    return F.mse_loss(u, target)
+
+
+LOSSES = {"eps": eps_loss, "velocity": velocity_loss}
+
+
 def drop_labels(y: Tensor, p: float, null_class: int, generator: torch.Generator | None = None
                 ) -> Tensor:
     """Replace each label by ``null_class`` independently with probability ``p``."""
@@ -124,8 +154,9 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
           ema: nn.Module | None = None, checkpoint_dir=None, checkpoint_every: int | None = None,
           resume: bool = False, sample_every: int | None = None, sample_fn=None,
           progress: bool = True, log_every: int = 10, device="cpu", data_shape=None,
-          class_names=None, info: dict | None = None) -> TrainResult:
-    """Train ``net`` (in place, moved to ``device``) to predict the noise of ``sde``.
+          class_names=None, info: dict | None = None, target: str = "eps") -> TrainResult:
+    """Train ``net`` (in place, moved to ``device``) to predict the noise of ``sde``
+    (``target="eps"``) or the flow velocity (``target="velocity"``, see module docs).
 
     ``data`` is ``[N, ...]`` (images ``[N, C, H, W]`` in [-1, 1], points ``[N, d]``);
     ``labels`` ``[N]`` ints in [0, num_classes) make the run class-conditional.
@@ -153,6 +184,7 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     ema_decay = check_unit(ema_decay, "ema_decay", closed=False)
     label_dropout = check_unit(label_dropout, "label_dropout")
     seed = check_seed(seed)
+    target = check_choice(target, "target", TARGETS)
     t_min = sde.t_min if t_min is None else check_positive(t_min, "t_min")
     if not t_min < 1.0:
         raise ValueError(f"t_min must be < 1, got {t_min}")
@@ -169,7 +201,8 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
                  warmup=warmup, grad_clip=grad_clip, ema_decay=ema_decay, t_min=t_min,
                  label_dropout=label_dropout if labels is not None else None)
     # what defines the run (data fingerprinted): only needed when there is a checkpoint
-    run = None if ckpt_dir is None else run_spec(sde, data, labels, null_class, **hyper)
+    run = None if ckpt_dir is None else run_spec(sde, data, labels, null_class, target=target,
+                                                 **hyper)
 
     net.to(device)
     data = data.to(device)
@@ -182,7 +215,7 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     generator = torch.Generator().manual_seed(seed)
     step, losses, wall_before = 0, [], 0.0
     info = dict(info or {})
-    info.update(hyper)
+    info.update(hyper, target=target)
     data_shape = list(data.shape[1:]) if data_shape is None else data_shape
 
     cuda_devices = [device] if device.type == "cuda" else []
@@ -237,7 +270,7 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
                 y = drop_labels(labels[idx.to(device)], label_dropout, null_class, generator)
             for group in optimizer.param_groups:
                 group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
-            loss = eps_loss(net, sde, x0, t, noise.to(device=device, dtype=data.dtype), y)
+            loss = LOSSES[target](net, sde, x0, t, noise.to(device=device, dtype=data.dtype), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:

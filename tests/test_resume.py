@@ -59,6 +59,7 @@ CHANGES = [
     ("t-min", dict(t_min=0.01), "t_min (saved 0.001, now 0.01)"),
     ("label-dropout", dict(label_dropout=0.5), "label_dropout (saved 0.1, now 0.5)"),
     ("seed", dict(seed=6), "seed (saved 5, now 6)"),
+    ("target", dict(target="velocity"), 'target (saved "eps", now "velocity")'),
 ]
 
 
@@ -112,3 +113,17 @@ def test_a_checkpoint_without_a_run_record_is_not_resumed(saved, tmp_path):
     (path / "train_state.json").write_text(json.dumps(state))
     with pytest.raises(ValueError, match=r"train_state\.json: field 'run': field required"):
         _run(path, steps=6)
+
+
+def test_a_run_saved_before_the_target_field_resumes_as_eps(saved, tmp_path):
+    import json
+
+    path = shutil.copytree(saved, tmp_path / "ck")
+    state = json.loads((path / "train_state.json").read_text())
+    assert state["run"].pop("target") == "eps"
+    (path / "train_state.json").write_text(json.dumps(state))
+    other = shutil.copytree(path, tmp_path / "ck2")
+    resumed, _ = _run(path, steps=6)  # an ε run: accepted
+    assert len(resumed.loss_history) == 6
+    with pytest.raises(ValueError, match='target \\(saved "eps", now "velocity"\\)'):
+        _run(other, steps=8, target="velocity")
