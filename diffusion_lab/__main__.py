@@ -4,6 +4,12 @@
     python -m diffusion_lab train --dataset mnist --class-conditional --steps 20000 \\
         --device cuda --checkpoint-every 1000 --out data/checkpoints/mnist
     python -m diffusion_lab sample --checkpoint runs/moons --n 2000 --out moons.png
+    torchrun --standalone --nproc_per_node=2 -m diffusion_lab train --dataset mnist ...
+
+Under ``torchrun`` (DistributedDataParallel, gloo on CPU, nccl on GPUs) ``--batch-size`` is
+the global batch, split over the processes, every process draws the same global batch from
+``--seed``, and only rank 0 writes the checkpoint, card and samples: the result equals a
+one-process run (``diffusion_lab.distributed``).
 
 ``train`` keeps a full resumable checkpoint in ``--out`` (every ``--checkpoint-every``
 steps and at the end; ``--resume`` continues it) and writes a model card
@@ -81,6 +87,9 @@ def _model_card(args, model, result, sample_png, sample_cmd, device) -> str:
         f"- network: {type(model.net).__name__}, {model.num_parameters():,} parameters",
         f"- SDE: {model.sde!r}",
         f"- steps: {result.steps} (batch {args.batch_size}, lr {args.lr}, seed {args.seed})",
+        *([f"- processes: {args.world_size} (torchrun, DistributedDataParallel; global batch "
+           f"{args.batch_size}, {args.batch_size // args.world_size} per process)"]
+          if getattr(args, "world_size", 1) > 1 else []),
         f"- wall time: {result.wall_time:.1f} s",
         f"- hardware: {_hardware(device)}; torch {torch.__version__}",
         f"- final loss (mean of last 100 steps): {result.final_loss:.5f}",
@@ -94,16 +103,29 @@ def _model_card(args, model, result, sample_png, sample_cmd, device) -> str:
 
 
 def cmd_train(args) -> int:
+    """``train``; under ``torchrun`` one process per rank (:mod:`diffusion_lab.distributed`)."""
+    from .distributed import barrier, setup, teardown
+
+    w, device = setup(args.device)  # torchrun: join the process group (else one process)
+    try:
+        return _train(args, w, device, barrier)
+    finally:
+        teardown()
+
+
+def _train(args, w, device, barrier) -> int:
     from .model import GenerativeModel
     from .schedules import get_schedule
     from .sde import get_sde
 
     out = Path(args.out)
-    recovered = _cli.prepare_checkpoint_dir(out, resume=args.resume, force=args.force,
-                                            recover=args.recover)
-    if recovered:
-        print(recovered)
-    device = args.device
+    args.world_size = w.size
+    if w.is_main:  # only rank 0 touches --out; the others wait until it is ready
+        recovered = _cli.prepare_checkpoint_dir(out, resume=args.resume, force=args.force,
+                                                recover=args.recover)
+        if recovered:
+            print(recovered)
+    barrier(w)
     data, labels, class_names = _load_dataset(args.dataset, args.n_points, args.seed,
                                               args.download)
     if not args.class_conditional:
@@ -126,6 +148,8 @@ def cmd_train(args) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume,
         progress=not args.no_progress, device=device, info={"dataset": args.dataset},
     )
+    if not w.is_main:  # the checkpoint is rank 0's; so are the card and the samples
+        return 0
     if args.slim:
         model.save(out, ema_only=True)
     n = args.card_samples if data.dim() == 4 else 2000

@@ -62,6 +62,8 @@ from ._checks import (
     expand_like,
 )
 from .checkpoint import save_checkpoint
+from .distributed import barrier, local_rows, mean_over_world, wrap
+from .distributed import world as current_world
 from .resume import checkpoint_state, restore, resumable, run_spec
 from .sde import SDE
 
@@ -166,6 +168,11 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     history). ``ema`` continues an existing EMA network instead of copying ``net``.
     ``sample_every`` calls ``sample_fn(ema, step)`` (or, if None, nothing is drawn) and
     keeps ``(step, result)`` in ``TrainResult.samples``.
+
+    Under ``torchrun`` (a process group initialised, e.g. by
+    :func:`diffusion_lab.distributed.setup`), ``batch_size`` is the global batch, split
+    over the processes; only rank 0 writes checkpoints, shows progress and samples (see
+    :mod:`diffusion_lab.distributed`).
     """
     if not isinstance(net, nn.Module):
         raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
@@ -205,6 +212,9 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
                                                  **hyper)
 
     net.to(device)
+    w = current_world()  # torchrun + DistributedDataParallel: see diffusion_lab.distributed
+    rows = local_rows(batch_size, w) if w.distributed else slice(None)
+    model = wrap(net, w, device)  # what the loss calls (DDP averages the gradients)
     data = data.to(device)
     labels = None if labels is None else labels.to(device=device, dtype=torch.long)
     ema = copy.deepcopy(net) if ema is None else ema.to(device)
@@ -232,6 +242,12 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
                 torch.cuda.set_rng_state(ts["torch_cuda_rng_state"], device)
 
         def save(at_step: int, wall: float) -> None:
+            barrier(w)
+            if w.is_main:
+                _save(at_step, wall)
+            barrier(w)
+
+        def _save(at_step: int, wall: float) -> None:
             run_info = dict(info, wall_time=wall, device=str(device),
                             final_loss=TrainResult(losses, at_step, ema, wall).final_loss)
             save_checkpoint(ckpt_dir, net, sde, ema=ema, optimizer=optimizer, step=at_step,
@@ -242,7 +258,7 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
         pending: list[Tensor] = []
 
         def flush(at_step: int, running):
-            values = torch.stack(pending).tolist()
+            values = mean_over_world(torch.stack(pending), w).tolist()  # global-batch loss
             pending.clear()
             for i, value in enumerate(values):
                 if not math.isfinite(value):
@@ -257,20 +273,21 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
         net.train()
         samples = []
         start = time.perf_counter()
-        bar = tqdm(total=steps, initial=min(step, steps), desc="train", disable=not progress)
+        bar = tqdm(total=steps, initial=min(step, steps), desc="train", disable=not progress or not w.is_main)
         n = data.shape[0]
         running = None
         while step < steps:
             idx = torch.randint(n, (batch_size,), generator=generator)
             t = t_min + (1.0 - t_min) * torch.rand(batch_size, generator=generator)
             noise = torch.randn((batch_size, *data.shape[1:]), generator=generator)
-            x0 = data[idx.to(device)]
+            x0 = data[idx[rows].to(device)]
             y = None
-            if labels is not None:
-                y = drop_labels(labels[idx.to(device)], label_dropout, null_class, generator)
+            if labels is not None:  # the mask is drawn for the global batch, then sliced
+                y = drop_labels(labels[idx.to(device)], label_dropout, null_class, generator)[rows]
             for group in optimizer.param_groups:
                 group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
-            loss = LOSSES[target](net, sde, x0, t, noise.to(device=device, dtype=data.dtype), y)
+            loss = LOSSES[target](model, sde, x0, t[rows],
+                                  noise[rows].to(device=device, dtype=data.dtype), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
@@ -280,7 +297,8 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
             step += 1
             pending.append(loss.detach())
             bar.update(1)
-            due_sample = bool(sample_every) and sample_fn is not None and step % sample_every == 0
+            due_sample = (bool(sample_every) and sample_fn is not None
+                          and step % sample_every == 0 and w.is_main)
             due_save = bool(checkpoint_every) and step % checkpoint_every == 0 and step < steps
             if step % log_every == 0 or due_sample or due_save or step == steps:
                 running = flush(step, running)  # one GPU sync per log_every steps
