@@ -312,9 +312,10 @@ class GenerativeModel:
 
     @torch.no_grad()
     def invert(self, x: Tensor, steps: int = 50, labels=None, guidance: float | None = None,
-               grid: str = "uniform") -> Tensor:
+               grid: str | None = None) -> Tensor:
         """DDIM inversion image → prior noise (:func:`diffusion_lab.tasks.ddim_invert`);
-        ``sample(..., method="ddim", steps=steps, grid=grid)`` from it returns ≈ x."""
+        ``sample(..., method="ddim", steps=steps, grid=grid)`` from it returns ≈ x
+        (``grid=None``: DDIM's default grid, both ways)."""
         from . import tasks
 
         x = self._images(x, "x")
@@ -329,7 +330,7 @@ class GenerativeModel:
     @torch.no_grad()
     def interpolate(self, a: Tensor, b: Tensor, num: int = 8, steps: int = 50,
                     images: bool = True, labels=None, guidance: float | None = None,
-                    grid: str = "uniform", clip: bool = True) -> Tensor:
+                    grid: str | None = None, clip: bool = True) -> Tensor:
         """``num`` images ``[num, *data_shape]`` along the spherical path between the prior
         noises of ``a`` and ``b`` (each ``[1, *data_shape]``), decoded by deterministic DDIM.
         With ``images=True`` a and b are images, DDIM-inverted first (the ends then

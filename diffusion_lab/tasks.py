@@ -52,7 +52,7 @@ from torch import Tensor
 from ._checks import check_finite, check_int, check_positive, expand_like
 from .data import LUMA_WEIGHTS
 from .model import guided_eps_model  # model.py imports this module lazily, in its methods
-from .samplers import SAMPLERS
+from .samplers import DEFAULT_GRIDS, SAMPLERS
 from .sde import SDE
 from .timegrid import coefficients, time_grid
 
@@ -420,24 +420,20 @@ def slerp(z0: Tensor, z1: Tensor, alpha) -> Tensor:
 
 
 def ddim_invert(eps_model, sde: SDE, x0: Tensor, steps: int, *, y=None, t_end=None,
-                grid: str = "uniform", callback=None) -> Tensor:
+                grid: str | None = None, callback=None) -> Tensor:
     r"""DDIM inversion: x at ``t_end`` (the data end of the sampler grid) → noise at t = 1 with
     the deterministic DDIM step run forward in time on the reversed grid, s < t:
 
         x_t = m_t x̂_0 + σ_t ε̂(x_s, s),   x̂_0 = (x_s − σ_s ε̂)/m_s.
 
-    ``ddim(eps_model, sde, x_1, steps=steps, t_end=t_end, grid=grid)`` maps it back; the
-    round-trip error is O(1/steps) (ε̂ is taken at the lower end of each step both ways).
-    ``callback(step, t, x, x0_hat)`` sees each new state."""
-    check_finite(x0, "x0")
-    ts = time_grid(sde, check_int(steps, "steps"), t_end, grid).flip(0).tolist()
-    x = x0
-    for i, (s, t) in enumerate(zip(ts[:-1], ts[1:], strict=True)):
-        cs, ct = coefficients(sde, s), coefficients(sde, t)
-        tb = torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device)
-        eps = eps_model(x, tb) if y is None else eps_model(x, tb, y)
-        x0_hat = (x - cs.sigma * eps) / cs.m
-        x = ct.m * x0_hat + ct.sigma * eps
-        if callback is not None:
-            callback(i, t, x, x0_hat)
-    return x
+    ``grid=None`` is DDIM's own default (``DEFAULT_GRIDS["ddim"]``), so that
+    ``ddim(eps_model, sde, x_1, steps=steps, t_end=t_end)`` — the same grid, with the same
+    defaults — maps it back; pass the same ``grid`` to both otherwise. The round-trip error is
+    O(1/steps) (ε̂ is taken at the lower end of each step going up, at the upper end going
+    down; :mod:`diffusion_lab.interpolation`). ``callback(step, t, x, x0_hat)`` sees each new
+    state."""
+    from .interpolation import ddim_walk  # interpolation.py needs samplers, not tasks
+
+    kind = DEFAULT_GRIDS["ddim"] if grid is None else grid
+    ts = time_grid(sde, check_int(steps, "steps"), t_end, kind).flip(0).tolist()
+    return ddim_walk(eps_model, sde, x0, ts, y=y, callback=callback)

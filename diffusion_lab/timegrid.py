@@ -74,12 +74,28 @@ def check_t_end(sde: SDE, t_end) -> float:
     return t_end
 
 
-def time_grid(sde: SDE, steps: int, t_end: float | None = None, kind: str = "uniform") -> Tensor:
-    """The decreasing float64 grid ``[steps + 1]`` from exactly ``sde.t_max`` down to exactly ``t_end``."""
+def _check_t_start(sde: SDE, t_start, t_end: float) -> float:
+    if t_start is None:
+        return float(sde.t_max)
+    if isinstance(t_start, Tensor) and t_start.numel() == 1:
+        t_start = t_start.item()
+    if isinstance(t_start, bool) or not isinstance(t_start, (int, float)):
+        raise TypeError(f"t_start must be a float, got {type(t_start).__name__}")
+    if not (math.isfinite(t_start) and t_end < t_start <= sde.t_max):
+        raise ValueError(f"t_start must lie in (t_end, t_max] = ({t_end:g}, {sde.t_max:g}], "
+                         f"got {t_start!r}")
+    return float(t_start)
+
+
+def time_grid(sde: SDE, steps: int, t_end: float | None = None, kind: str = "uniform",
+              t_start: float | None = None) -> Tensor:
+    """The decreasing float64 grid ``[steps + 1]`` from exactly ``t_start`` (default
+    ``sde.t_max``; T in the formulas above) down to exactly ``t_end``. A ``t_start`` below
+    ``t_max`` starts part-way (SDEdit, decoding from an intermediate noise level)."""
     steps = check_int(steps, "steps", minimum=1)
     t_end = check_t_end(sde, t_end)
     check_choice(kind, "grid", GRIDS)
-    top = float(sde.t_max)
+    top = _check_t_start(sde, t_start, t_end)
     u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)  # fraction of the way
     if kind == "uniform":
         grid = top - u * (top - t_end)

@@ -328,6 +328,80 @@ CASES += [
          / (ts[-1] - ts[0]).abs(), "divide each"),
     ]),
 ]
+# -- lesson 09: interpolation and inversion ----------------------------------------------------
+def slerp(z0, z1, alpha):
+    out = []
+    for a, b in zip(z0, z1, strict=True):
+        cos = float(a @ b / (a.norm() * b.norm()))
+        th = math.acos(max(-1.0, min(1.0, cos)))
+        out.append((1 - alpha) * a + alpha * b if th < 1e-6 else
+                   (math.sin((1 - alpha) * th) * a + math.sin(alpha * th) * b) / math.sin(th))
+    return torch.stack(out)
+
+
+def _slerp_no_fallback(z0, z1, alpha):
+    th = torch.arccos(((z0 * z1).sum(1, keepdim=True) / (z0.norm(dim=1, keepdim=True)
+                                                        * z1.norm(dim=1, keepdim=True))).clamp(-1, 1))
+    return (torch.sin((1 - alpha) * th) * z0 + torch.sin(alpha * th) * z1) / torch.sin(th)
+
+
+def _slerp_batch_norm(z0, z1, alpha):
+    th = torch.arccos(((z0 * z1).sum(1, keepdim=True) / (z0.norm() * z1.norm())).clamp(-1, 1))
+    return (torch.sin((1 - alpha) * th) * z0 + torch.sin(alpha * th) * z1) / torch.sin(th)
+
+
+def ddim_invert_step(x, eps_model, s, t, coef):
+    (ms, ss), (mt, st) = coef(s), coef(t)
+    e = eps_model(x, torch.full((x.shape[0],), s, dtype=x.dtype))
+    return mt / ms * x + (st - mt * ss / ms) * e
+
+
+def _invert_eps_at_t(x, eps_model, s, t, coef):
+    return ddim_invert_step(x, lambda a, b: eps_model(a, b - s + t), s, t, coef)
+
+
+def _invert_target_x0(x, eps_model, s, t, coef):
+    mt, st = coef(t)
+    e = eps_model(x, torch.full((x.shape[0],), s, dtype=x.dtype))
+    return (x - st * e) + st * e
+
+
+def sdedit_encode(x0, t, z, coef):
+    m, s = coef(t)
+    return m * x0 + s * z
+
+
+def linear_mix_norm(alpha, d):
+    return torch.sqrt(d * (1 - 2 * alpha * (1 - alpha)))
+
+
+CASES += [
+    ("check_slerp", slerp, [
+        (lambda z0, z1, a: (1 - a) * z0 + a * z1, "that is the linear interpolation"),
+        (_slerp_batch_norm, "not normalised per sample"),
+        (_slerp_no_fallback, "parallel rows give NaN"),
+        (lambda z0, z1, a: slerp(z1, z0, a), "the weights are swapped"),
+    ]),
+    ("check_ddim_invert_step", ddim_invert_step, [
+        (_invert_eps_at_t, "you used the target time t"),
+        (_invert_target_x0, "you used the target time's m_t, σ_t there"),
+        (lambda x, em, s, t, coef: ddim_invert_step(x, em, t, s, coef), "the step in the other direction"),
+        (lambda x, em, s, t, coef: ddim_invert_step(x, em, s, t, lambda u: coef(u)[::-1]),
+         "m and σ are swapped"),
+    ]),
+    ("check_sdedit_encode", sdedit_encode, [
+        (lambda x0, t, z, coef: sdedit_encode(x0, t, z, lambda u: coef(u)[::-1]), "m and σ are swapped"),
+        (lambda x0, t, z, coef: coef(t)[0] ** 2 * x0 + coef(t)[1] ** 2 * z, "those are the variances"),
+        (lambda x0, t, z, coef: x0 + coef(t)[1] * z, "the data is not shrunk"),
+    ]),
+    ("check_linear_mix_norm", linear_mix_norm, [
+        (lambda a, d: math.sqrt(d) * torch.ones_like(a), "norms do not add linearly"),
+        (lambda a, d: linear_mix_norm(a, d) ** 2, "a square root is missing"),
+        (lambda a, d: ((1 - a) ** 2 + a**2).sqrt() * d, "the square root must cover d"),
+    ]),
+]
+
+
 IDS = [c[0] for c in CASES]
 WRONG = [(c[0], w, words) for c in CASES for w, words in c[2]]
 WRONG_IDS = [f"{name}-{words[:24]}" for name, _, words in WRONG]

@@ -443,6 +443,6 @@ def test_model_interpolate_ends_are_the_ddim_decodes(mnist_model):
     path = mnist_model.interpolate(a, b, num=3, steps=2, images=False, labels=5, clip=False)
     net = mnist_model.ema if mnist_model.ema is not None else mnist_model.net
     with torch.no_grad():
-        end = ddim(net, mnist_model.sde, b, steps=2, grid="uniform", y=torch.tensor([5]))
+        end = ddim(net, mnist_model.sde, b, steps=2, y=torch.tensor([5]))  # the same default grid
     assert path.shape == (3, 1, 28, 28)
     torch.testing.assert_close(path[-1:], end, rtol=1e-4, atol=1e-4)

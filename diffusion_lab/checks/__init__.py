@@ -1,4 +1,4 @@
-r"""Checkers for the exercises of lessons 01–06 and 11 (``exercises/NN_topic.ipynb``).
+r"""Checkers for the exercises of lessons 01–06, 09 and 11 (``exercises/NN_topic.ipynb``).
 
 Each ``check_<name>(fn)`` calls the learner's function on seeded random inputs,
 compares the result with the package (or a closed form / an exact oracle) and
@@ -15,7 +15,7 @@ root, a flipped sign, a factor of 2, β instead of ᾱ, …) and seeing whether 
 learner's result equals one of them.
 
 One module per lesson (``forward`` 01, ``schedules`` 02, ``reverse`` 03, ``unet`` 04,
-``sde`` 05, ``samplers`` 06, ``flow`` 11); the shared machinery is in ``_common``.
+``sde`` 05, ``samplers`` 06, ``interpolation`` 09, ``flow`` 11); the shared machinery is in ``_common``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ from .forward import (
     check_alpha_bars,
     check_forward_step,
     check_q_sample,
+)
+from .interpolation import (
+    check_ddim_invert_step,
+    check_linear_mix_norm,
+    check_sdedit_encode,
+    check_slerp,
 )
 from .reverse import (
     check_ancestral_mean,
@@ -75,4 +81,5 @@ __all__ = [
     "check_corrector_step_size",
     "check_conditional_velocity", "check_velocity_to_eps", "check_flow_euler_step",
     "check_straightness",
+    "check_slerp", "check_ddim_invert_step", "check_sdedit_encode", "check_linear_mix_norm",
 ]
