@@ -41,12 +41,16 @@ def fid_bias_curve(features: Tensor, ns, repeats: int = 5, *,
     return out
 
 
-def fit_inverse_n(ns, values) -> tuple[float, float]:
-    """Least-squares (a, b) of values ≈ a + b/n."""
+def fit_inverse_n(ns, values, sds=None) -> tuple[float, float]:
+    """Least-squares (a, b) of values ≈ a + b/n; with ``sds`` (the standard error of each value)
+    weighted by 1/sd², so noisy small-n points do not dominate."""
     n = torch.as_tensor(ns, dtype=torch.float64)
     v = torch.as_tensor(values, dtype=torch.float64)
-    design = torch.stack([torch.ones_like(n), 1.0 / n], dim=1)
-    sol = torch.linalg.lstsq(design, v[:, None]).solution[:, 0]
+    w = torch.ones_like(n) if sds is None else 1.0 / torch.as_tensor(sds, dtype=torch.float64)
+    if not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+        raise ValueError("sds must be positive and finite")
+    design = torch.stack([torch.ones_like(n), 1.0 / n], dim=1) * w[:, None]
+    sol = torch.linalg.lstsq(design, (v * w)[:, None]).solution[:, 0]
     return float(sol[0]), float(sol[1])
 
 
