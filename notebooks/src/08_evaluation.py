@@ -439,7 +439,7 @@ vae_x = vae.generate(N_GEN, seed=SEED)
 mem = memorisation(diff_x, train_x, test_x)
 mem_vae = memorisation(vae_x, train_x, test_x)
 fig, ax = plt.subplots(figsize=(6.2, 3.8))
-bins = np.linspace(0, 16, 61)
+bins = np.linspace(0, 30, 76)
 ax.hist(mem["heldout"]["d1"].numpy(), bins=bins, density=True, alpha=0.5, label="held-out real (500)")
 ax.hist(mem["generated"]["d1"].numpy(), bins=bins, density=True, alpha=0.5,
         label=f"diffusion samples ({N_GEN})")
