@@ -12,7 +12,8 @@ Writes to ``benchmarks/results``:
 * ``eval_compare.csv`` — FID / KID / IS / precision / recall / class coverage for diffusion,
   VAE and a real reference (the 500 held-out digits), each against the training digits;
 * ``eval_classes.csv`` — the class histogram of each set (bundled classifier);
-* ``memorisation.csv`` / ``memorisation.png`` — nearest-training-neighbour distances.
+* ``memorisation.csv`` / ``memorisation.png`` — nearest-training-neighbour distances (pixels and
+  classifier features).
 
     python benchmarks/evaluation.py
 """
@@ -132,26 +133,34 @@ def main(argv=None) -> None:
            [dict(model=k, **{str(c): round(float(h[c]), 4) for c in range(10)})
             for k, h in hists.items()])
 
-    # 3. memorisation (pixel space, [-1, 1])
+    # 3. memorisation: pixel space ([-1, 1]) for the figure; pixel and classifier-feature rows
     mem_rows = []
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, x in (("diffusion", diff), ("VAE", vae)):
-        m = memorisation(x, train, test)
-        if name == "diffusion":
-            ax.hist(m["heldout"]["d1"].numpy(), bins=40, density=True, alpha=0.5,
-                    label="held-out real digits")
-        ax.hist(m["generated"]["d1"].numpy(), bins=40,
-                density=True, alpha=0.5, label=f"{name} samples")
-        pairs = [("generated", name)] + ([("heldout", "held-out real")] if name == "VAE" else [])
-        for key, label in pairs:
-            r = m[key]
-            mem_rows.append(dict(set=label, n=len(r["d1"]), d1_median=round(float(r["d1"].median()), 4),
-                                 d1_min=round(float(r["d1"].min()), 4),
-                                 threshold_q01_heldout=round(m["threshold"], 4),
-                                 frac_below_threshold=round(r["frac_below_threshold"], 4),
-                                 frac_ratio_below_1_3=round(r["frac_ratio_below"], 4),
-                                 ratio_median=round(float(r["ratio"].median()), 4)))
-    ax.axvline(m["threshold"], color="k", ls="--", lw=1, label="1st percentile, held-out")
+    spaces = {"pixels": (diff, vae, train, test),
+              "classifier features": (feats["diffusion (mnist_cond, DPM-Solver 20)"],
+                                      feats["VAE (mnist_vae)"], train_feats,
+                                      feats["real held-out (500)"])}
+    for space, (gd, gv, tr, te) in spaces.items():
+        for name, x in (("diffusion", gd), ("VAE", gv)):
+            m = memorisation(x, tr, te)
+            if space == "pixels":
+                if name == "diffusion":
+                    ax.hist(m["heldout"]["d1"].numpy(), bins=40, density=True, alpha=0.5,
+                            label="held-out real digits")
+                    pixel_threshold = m["threshold"]
+                ax.hist(m["generated"]["d1"].numpy(), bins=40, density=True, alpha=0.5,
+                        label=f"{name} samples")
+            pairs = [("generated", name)] + ([("heldout", "held-out real")] if name == "VAE" else [])
+            for key, label in pairs:
+                r = m[key]
+                mem_rows.append(dict(space=space, set=label, n=len(r["d1"]),
+                                     d1_median=round(float(r["d1"].median()), 4),
+                                     d1_min=round(float(r["d1"].min()), 4),
+                                     threshold_q01_heldout=round(m["threshold"], 4),
+                                     frac_below_threshold=round(r["frac_below_threshold"], 4),
+                                     frac_ratio_below_1_3=round(r["frac_ratio_below"], 4),
+                                     ratio_median=round(float(r["ratio"].median()), 4)))
+    ax.axvline(pixel_threshold, color="k", ls="--", lw=1, label="1st percentile, held-out")
     ax.set(xlabel="L2 distance to the nearest training digit (pixels in [-1, 1])",
            ylabel="density", title="Nearest training neighbour")
     ax.legend()

@@ -44,8 +44,8 @@ def test_bundled_vae_loads_and_generates_digits():
     assert not torch.equal(x, net.generate(200, seed=4))
     from diffusion_lab.evaluation import class_histogram
 
-    hist = class_histogram(x)  # recognisable digits: the classifier sees several classes
-    assert int((hist > 0.03).sum()) >= 8, hist
+    hist = class_histogram(net.generate(1000, seed=0))  # the classifier recognises most classes
+    assert int((hist > 0.005).sum()) >= 9, hist
     card = (DEFAULT_BASELINE_PATH / "README.md").read_text()
     assert "CPU" in card and "train_baseline.py" in card
 
