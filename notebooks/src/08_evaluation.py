@@ -24,10 +24,10 @@
 #
 # **What to expect.**
 #
-# | | 2-core CPU, measured while many other jobs shared it (load ≈ 14) |
+# | | 2-core CPU shared with other jobs (measured) |
 # |---|---|
-# | full run (default parameters) | ≈ 115 s; the largest parts: imports, classifier features of 5,000 digits, the metrics table, the ODE likelihood of 2 digits |
-# | `QUICK=True` | ≈ 60 s under that load (far less on an idle machine) |
+# | full run (default parameters) | ≈ 40 s at load ≈ 5, ≈ 115 s at load ≈ 14; the largest parts: imports, classifier features of 5,000 digits, the metrics table, the ODE likelihood of 2 digits |
+# | `QUICK=True` (no ODE likelihood, 500 samples) | ≈ 25 s at load ≈ 5 |
 #
 # Good output: every check prints `ok`; the FID of real-vs-real data falls like $1/n$; the
 # mode-dropped sample keeps its precision and loses recall; the diffusion samples sit at a
@@ -246,7 +246,7 @@ print(f"1-D Gaussian, s = {s}: exact discrete {discrete_bits:.3f} bits <= dequan
 # %% [markdown]
 # **The bundled model.** `bits_per_dim` does all of this: it checks that the input is on a 256-level
 # grid, dequantises, runs the ODE with Hutchinson probes and adds the 7. On `N_BPD` held-out digits
-# at a loose tolerance (`BPD_TOL`; the committed 500-digit run used $10^{-5}$ and two minutes of GPU):
+# (none under `QUICK`) at a loose tolerance (`BPD_TOL`; the committed 500-digit run used $10^{-5}$ and two minutes of GPU):
 
 # %%
 model = dl.GenerativeModel.load(ROOT / "data" / "checkpoints" / "mnist_cond")
