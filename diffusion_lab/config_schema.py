@@ -5,6 +5,7 @@
 ``optimizer.json``        :class:`OptimizerSpec`
 ``complete.json``         :class:`Marker` (the completeness marker of a save)
 classifier ``config.json`` :class:`ClassifierConfig`
+baseline ``config.json``   :class:`BaselineConfig` (a non-diffusion generator: no SDE)
 
 Strict means: no coercion (``"3"`` is not an int, ``true`` is not a number, ``1.5`` is
 not an int), no unknown keys where the format is fixed, finite numbers only, sizes
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, m
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "validate", "CheckpointConfig",
            "TrainState", "RunSpec", "OptimizerSpec", "Marker", "ClassifierConfig", "NET_CONFIGS",
+           "BaselineConfig",
            "validate_net_config", "validate_train_state", "validate_marker"]
 
 FORMAT = "diffusion_lab.checkpoint"
@@ -118,7 +120,13 @@ class MNISTClassifierConfig(_Strict):
     dropout: Unit
 
 
-NET_CONFIGS = {"MLP": MLPConfig, "UNet": UNetConfig, "MNISTClassifier": MNISTClassifierConfig}
+class MNISTVAEConfig(_Strict):
+    latent_dim: _int(1, 4096)
+    widths: Annotated[list[_int(1, 4096)], Field(min_length=2, max_length=2)]
+
+
+NET_CONFIGS = {"MLP": MLPConfig, "UNet": UNetConfig, "MNISTClassifier": MNISTClassifierConfig,
+               "MNISTVAE": MNISTVAEConfig}
 
 
 def validate_net_config(name: str, cls: type, config, file, field: str) -> dict:
@@ -307,6 +315,20 @@ class ClassifierConfig(BaseModel):
     __pydantic_extra__: dict[str, JsonValue]
     class_: Name = Field(alias="class")
     kwargs: dict[str, JsonValue]
+
+
+# -- a bundled non-diffusion baseline's config.json (diffusion_lab.baselines) ---------------------
+class BaselineFiles(_Strict):
+    weights: Literal["model.safetensors"]
+
+
+class BaselineConfig(_Strict):
+    format: Literal["diffusion_lab.baseline"]
+    class_: Name = Field(alias="class")
+    config: dict[str, JsonValue]
+    data: DataSpec = DataSpec()
+    training: TrainingInfo = TrainingInfo()
+    files: BaselineFiles
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

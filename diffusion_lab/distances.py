@@ -3,6 +3,9 @@ r"""Distances between two sample sets: precision/recall, energy distance, sliced
 * precision / recall: k-NN manifold estimate (Kynkäänniemi et al. 2019).
 * energy distance  D² = 2E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖ (Székely & Rizzo).
 * sliced Wasserstein SW_p = (E_θ W_p^p(θᵀX, θᵀY))^{1/p}, θ uniform on the sphere.
+* Fréchet distance of two Gaussians (the formula inside FID), from moments or from samples.
+* nearest-neighbour distances (memorisation: how close a sample is to its nearest
+  training point, and the ratio to the second nearest).
 
 Inputs are point sets ``[N, D]`` (raw low-dimensional samples, or features from
 :func:`diffusion_lab.metrics.extract_features`). Guards: a statistic refuses
@@ -23,6 +26,9 @@ from ._checks import check_finite, check_int
 __all__ = [
     "SmallSampleWarning",
     "energy_distance",
+    "frechet_distance",
+    "gaussian_stats",
+    "nearest_neighbours",
     "precision_recall",
     "sliced_wasserstein",
 ]
@@ -153,3 +159,61 @@ def sliced_wasserstein(
     theta = theta / theta.norm(dim=0, keepdim=True)
     theta = theta.to(a.device)
     return float(_wasserstein_1d_pp(a @ theta, b.to(a.dtype) @ theta, p).mean() ** (1 / p))
+
+
+def gaussian_stats(f: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean [D], unbiased covariance [D, D]) of the rows of ``f`` [N, D], in float64."""
+    f = _check_points(f, "f").to(torch.float64)
+    if f.shape[0] < 2:
+        raise ValueError(f"a covariance needs n >= 2 samples, got {f.shape[0]}")
+    mu = f.mean(0)
+    c = f - mu
+    return mu, c.T @ c / (f.shape[0] - 1)
+
+
+def _sqrt_psd(a: Tensor) -> Tensor:
+    w, v = torch.linalg.eigh((a + a.T) / 2)
+    return (v * w.clamp(min=0.0).sqrt()) @ v.T  # eigenvalues of a PSD matrix: only round-off < 0
+
+
+def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> float:
+    """W₂² between N(μ₁, Σ₁) and N(μ₂, Σ₂): ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^{1/2}).
+
+    Tr (Σ₁Σ₂)^{1/2} = Tr (Σ₁^{1/2} Σ₂ Σ₁^{1/2})^{1/2} (the two matrices are similar), computed
+    from symmetric eigendecompositions in float64; valid for singular Σ too (n ≤ D samples).
+    """
+    for name, v in (("mu1", mu1), ("mu2", mu2)):
+        check_finite(v, name)
+        if v.dim() != 1:
+            raise ValueError(f"{name} must be a vector [D], got shape {list(v.shape)}")
+    d = mu1.shape[0]
+    for name, c in (("cov1", cov1), ("cov2", cov2)):
+        check_finite(c, name)
+        if tuple(c.shape) != (d, d) or mu2.shape[0] != d:
+            raise ValueError(f"{name} must be [D, D] with D = {d}, got {list(c.shape)}")
+    mu1, mu2, cov1, cov2 = (v.to(torch.float64) for v in (mu1, mu2, cov1, cov2))
+    r1 = _sqrt_psd(cov1)
+    cross = _sqrt_psd(r1 @ cov2 @ r1).trace()
+    return float(((mu1 - mu2) ** 2).sum() + cov1.trace() + cov2.trace() - 2 * cross)
+
+
+@torch.no_grad()
+def nearest_neighbours(query: Tensor, reference: Tensor, k: int = 1, *, chunk: int = 1024
+                       ) -> tuple[Tensor, Tensor]:
+    """Euclidean distances ``[N, k]`` (ascending) and indices ``[N, k]`` of the k nearest
+    ``reference`` rows of every ``query`` row (inputs [N, D] and [M, D], e.g. flattened images).
+    A query that is itself in ``reference`` finds itself at distance 0."""
+    query, reference = _check_points(query, "query"), _check_points(reference, "reference")
+    check_int(k, "k")
+    if query.shape[1] != reference.shape[1]:
+        raise ValueError(f"query has D = {query.shape[1]}, reference D = {reference.shape[1]}")
+    if reference.shape[0] < k:
+        raise ValueError(f"k = {k} neighbours need >= k reference rows, got {reference.shape[0]}")
+    dists, idx = [], []
+    ref = reference.to(torch.float64)
+    for i in range(0, query.shape[0], chunk):
+        d = torch.cdist(query[i:i + chunk].to(torch.float64), ref)
+        v, j = d.topk(k, dim=1, largest=False)
+        dists.append(v)
+        idx.append(j)
+    return torch.cat(dists), torch.cat(idx)

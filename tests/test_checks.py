@@ -402,6 +402,74 @@ CASES += [
 ]
 
 
+
+# -- lesson 08 · evaluation ------------------------------------------------------------------------
+def frechet(mu1, c1, mu2, c2):
+    w, v = torch.linalg.eigh(c1)
+    r1 = (v * w.sqrt()) @ v.T
+    lam = torch.linalg.eigvalsh(r1 @ c2 @ r1).clamp(min=0)
+    return ((mu1 - mu2) ** 2).sum() + c1.trace() + c2.trace() - 2 * lam.sqrt().sum()
+
+
+def hutchinson(f, x, probes):
+    est = []
+    for v in probes:
+        xr = x.clone().requires_grad_(True)
+        (vj,) = torch.autograd.grad(f(xr), xr, grad_outputs=v)
+        est.append((vj * v).sum(-1))
+    return torch.stack(est).mean(0)
+
+
+def bpd(log_px, d):
+    return -log_px / (d * math.log(2)) + math.log2(256 / 2)
+
+
+def kid_mmd(r, q):
+    m, f = r.shape
+    k = lambda a, b: (a @ b.T / f + 1) ** 3  # noqa: E731
+    krr, kqq = k(r, r), k(q, q)
+    within = (krr.sum() - krr.trace() + kqq.sum() - kqq.trace()) / (m * (m - 1))
+    return within - 2 * k(r, q).mean()
+
+
+def nn_ratio(q, train):
+    d = torch.cdist(q, train).sort(dim=1).values
+    return d[:, 0] / d[:, 1]
+
+
+CASES += [
+    ("check_frechet_distance", frechet, [
+        (lambda m1, c1, m2, c2: ((m1 - m2) ** 2).sum() + c1.trace() + c2.trace()
+         - 2 * (c1 @ c2).abs().sqrt().trace(), "not the elementwise √"),
+        (lambda m1, c1, m2, c2: frechet(m1, c1, m2, c2) - ((m1 - m2) ** 2).sum(),
+         "the mean term ‖μ₁ − μ₂‖² is missing"),
+        (lambda m1, c1, m2, c2: (frechet(m1, c1, m2, c2) + c1.trace() + c2.trace()
+                                 + ((m1 - m2) ** 2).sum()) / 2, "the factor 2 is missing"),
+    ]),
+    ("check_hutchinson_divergence", hutchinson, [
+        (lambda f, x, p: hutchinson(f, x, p) * p.shape[0], "do not sum them"),
+        (lambda f, x, p: (p * f(x)).sum(-1).mean(0), "vᵀ f(x) is not vᵀ (∂f/∂x) v"),
+        (lambda f, x, p: hutchinson(f, x, p[:1]), "not only the first"),
+    ]),
+    ("check_bits_per_dim", bpd, [
+        (lambda lp, d: -lp / (d * math.log(2)), "the bin-width offset is missing"),
+        (lambda lp, d: -lp / d + 7, "divide by ln 2"),
+        (lambda lp, d: -lp / (d * math.log(2)) + 8, "belongs to data in [0, 1]"),
+    ]),
+    ("check_kid_mmd", kid_mmd, [
+        (lambda r, q: ((r @ r.T / r.shape[1] + 1) ** 3).mean() + ((q @ q.T / q.shape[1] + 1) ** 3)
+         .mean() - 2 * ((r @ q.T / r.shape[1] + 1) ** 3).mean(), "biased"),
+        (lambda r, q: kid_mmd(r, q) + ((r @ q.T / r.shape[1] + 1) ** 3).mean(),
+         "the cross term has the factor 2"),
+    ]),
+    ("check_nn_distance_ratio", nn_ratio, [
+        (lambda q, t: 1 / nn_ratio(q, t), "the ratio is inverted"),
+        (lambda q, t: nn_ratio(q, t) ** 2, "not squared ones"),
+        (lambda q, t: (lambda d: d[:, 0] / d[:, 2])(torch.cdist(q, t).sort(dim=1).values),
+         "not the third"),
+    ]),
+]
+
 IDS = [c[0] for c in CASES]
 WRONG = [(c[0], w, words) for c in CASES for w, words in c[2]]
 WRONG_IDS = [f"{name}-{words[:24]}" for name, _, words in WRONG]
