@@ -65,10 +65,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import HTML, Image, display
-from matplotlib import animation
 from scipy import stats
 
 from diffusion_lab.oracles import GaussianMixtureOracle, GaussianOracle, eight_gaussians_oracle
+from diffusion_lab.gif import figure_gif, gif_html
 from diffusion_lab.samplers import sample
 from diffusion_lab.sde import VESDE, VPSDE, SubVPSDE
 from diffusion_lab.timegrid import time_grid
@@ -592,18 +592,25 @@ plt.show()
 # as $t$ falls the arrows turn towards a ring and then into eight basins, and the particles
 # follow them. Press ▶ or drag the
 # slider. Without a live kernel (on GitHub, or in CI) you see a static strip of frames and an
-# HTML animation instead.
+# animated GIF instead. All frames share one colour scale for $\log\|s\|$.
 
 # %%
 view_times = [grid[k] for k in frame_idx]
 view_points = [snapshots[k][:600] for k in frame_idx]
+LIM, N_ARROWS = 3.2, 15
+# one colour scale for every frame: the range of log‖s‖ over all frames' arrow grids
+_g = torch.linspace(-LIM, LIM, N_ARROWS)
+_pts = torch.stack(torch.meshgrid(_g, _g, indexing="xy"), -1).reshape(-1, 2)
+_logs = torch.cat([eight.score(_pts, torch.full((len(_pts),), t)).norm(dim=1).log()
+                   for t in view_times])
+CLIM = (float(_logs.min()), float(_logs.max()))
 
 
-def draw_score_frame(fig, k, lim=3.2):
+def draw_score_frame(fig, k, lim=LIM):
     """Frame k on a cleared figure: the score field at view_times[k] and the particles."""
     fig.clf()
     ax = fig.add_subplot()
-    quiver_field(eight.score, view_times[k], ax=ax, lim=lim, n=20,
+    quiver_field(eight.score, view_times[k], ax=ax, lim=lim, n=N_ARROWS, clim=CLIM,
                  title=f"score field and reverse-SDE particles, t = {view_times[k]:.3f}")
     ax.scatter(view_points[k][:, 0], view_points[k][:, 1], s=2, color="C3", alpha=0.5)
     ax.set_xlim(-lim, lim)
@@ -613,7 +620,7 @@ def draw_score_frame(fig, k, lim=3.2):
 
 def png(fig):
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
 
 
@@ -622,28 +629,29 @@ if is_headless():
     strip = plt.figure(figsize=(4.2 * len(shown), 3.8))
     for c, k in enumerate(shown):
         ax = strip.add_subplot(1, len(shown), c + 1)
-        quiver_field(eight.score, view_times[k], ax=ax, lim=3.2, n=16,
+        quiver_field(eight.score, view_times[k], ax=ax, lim=LIM, n=N_ARROWS, clim=CLIM,
                      title=f"t = {view_times[k]:.3f}")
         ax.scatter(view_points[k][:, 0], view_points[k][:, 1], s=2, color="C3", alpha=0.5)
-        ax.set_xlim(-3.2, 3.2)
-        ax.set_ylim(-3.2, 3.2)
+        ax.set_xlim(-LIM, LIM)
+        ax.set_ylim(-LIM, LIM)
     strip.tight_layout()
     display(Image(data=png(strip)))
     plt.close(strip)
-    movie_fig = plt.figure(figsize=(5.6, 4.6), dpi=80)
-    movie = animation.FuncAnimation(movie_fig, lambda k: draw_score_frame(movie_fig, k),
-                                    frames=len(view_times), interval=400)
-    display(HTML(movie.to_jshtml(default_mode="loop")))
+    movie_fig = plt.figure(figsize=(5.6, 4.6), dpi=100)
+    movie = figure_gif(movie_fig, lambda k: draw_score_frame(movie_fig, k), len(view_times),
+                       interval_ms=400)
+    display(HTML(gif_html(movie, alt="the score field and the particles as t falls")))
     plt.close(movie_fig)
 else:
-    live_fig = plt.figure(figsize=(5.6, 4.6))
-    picture = W.Image(format="png")
+    live_fig = plt.figure(figsize=(5.6, 4.6), dpi=100)
+    w_px, h_px = live_fig.canvas.get_width_height()
+    picture = W.Image(format="png", width=str(w_px), height=str(h_px))
     play = W.Play(min=0, max=len(view_times) - 1, interval=400, description="play")
     slider = W.IntSlider(min=0, max=len(view_times) - 1, description="frame", readout=False)
     W.jslink((play, "value"), (slider, "value"))
 
     def redraw(change=None):
-        draw_score_frame(live_fig, slider.value)
+        draw_score_frame(live_fig, slider.value)  # the title in the picture is the caption
         picture.value = png(live_fig)
 
     slider.observe(redraw, names="value")
