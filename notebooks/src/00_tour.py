@@ -34,6 +34,22 @@
 # Package pieces: `diffusion_lab.model.GenerativeModel`, `diffusion_lab.widgets`,
 # `diffusion_lab.oracles`, `diffusion_lab.samplers`, `diffusion_lab.viz`.
 
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU (measured while other jobs shared it) |
+# |---|---|
+# | full run (default parameters) | ≈ 60–90 s |
+# | `QUICK=True` | ≈ 30–40 s |
+# | 30 guided digits, 20 steps | ≈ 15–30 s |
+#
+# **Good output:** the guided grid shows the digits 0–9 in their columns, clearly readable;
+# the classifier agrees on nearly all of them; the unguided digits are mostly readable, some
+# malformed. In the player $\hat x_0$ is a blurry blob of the right class by $t\approx0.5$.
+# The 2-D samples sit on eight equally populated modes. **Failure signs:** grey noise instead
+# of digits means the checkpoint did not load (check the path: notebooks run in
+# `notebooks/`); a `ValueError` about labels means a class outside 0–9.
+
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checked cells print the same either way
 PER_CLASS = 3  # guided samples per digit class
@@ -190,7 +206,7 @@ print(f"different seed, different samples: {not torch.equal(a, c)}")
 # shape is fixed long before the noise is gone, and the last steps only add detail.
 #
 # Press ▶ or drag the slider. Without a live kernel (on GitHub, or in CI) you see a static
-# strip of frames and an HTML animation instead.
+# strip of frames and an animated GIF instead.
 
 # %%
 player = recorder.player(panel_size=4.2)
@@ -271,20 +287,5 @@ print(f"at least 99% of points within 5σ of a mode centre: {close >= 0.99}")
 # - On 2-D mixtures the exact noise predictor is known, and the same sampler carries noise
 #   back onto the eight modes with the right weights — the ground truth the later lessons
 #   test everything against.
-#
-# ## What to expect
-#
-# | | 2-core CPU (measured while other jobs shared it) |
-# |---|---|
-# | full run (default parameters) | ≈ 60–90 s |
-# | `QUICK=True` | ≈ 30–40 s |
-# | 30 guided digits, 20 steps | ≈ 15–30 s |
-#
-# **Good output:** the guided grid shows the digits 0–9 in their columns, clearly readable;
-# the classifier agrees on nearly all of them; the unguided digits are mostly readable, some
-# malformed. In the player $\hat x_0$ is a blurry blob of the right class by $t\approx0.5$.
-# The 2-D samples sit on eight equally populated modes. **Failure signs:** grey noise instead
-# of digits means the checkpoint did not load (check the path: notebooks run in
-# `notebooks/`); a `ValueError` about labels means a class outside 0–9.
 #
 # **Next:** 01 builds the forward process from scratch.

@@ -35,6 +35,21 @@
 # Package pieces: `diffusion_lab.ddpm`, `diffusion_lab.sde.VPSDE`, `diffusion_lab.data`,
 # `diffusion_lab.viz`, `diffusion_lab.widgets`.
 
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters, kernel start included) | ≈ 15–40 s |
+# | `QUICK=True` | ≈ 15–30 s |
+#
+# **Good output:** every `assert` passes silently; the rescaled gap of section 4 collapses
+# onto $c(t)$ and the ratios are ≈ 10; in section 6 the measured correlations sit on the
+# curve; the animation shows digits dissolving into noise and the moons into a round blob.
+# **Failure signs:** a variance that keeps growing past 1 means the shrink factor
+# $\sqrt{1-\beta_i}$ is missing; means that do not decay mean $\bar\alpha$ was built from
+# $\beta$ instead of $1-\beta$; a KS p-value near 0 means non-Gaussian noise crept in.
+
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same lines either way
 N_CHAIN = 40000  # paths of the iterated chain (section 2)
@@ -429,7 +444,7 @@ plt.show()
 # These frames are **one run of the Markov chain** (`q_step` a thousand times), not
 # independent closed-form draws: a point wanders continuously, shrinking towards the
 # origin while noise piles up. Press ▶ or drag the slider. Without a live kernel (on
-# GitHub, or in CI) you see a static strip of frames and an HTML animation instead.
+# GitHub, or in CI) you see a static strip of frames and an animated GIF instead.
 
 # %%
 frame_steps = np.unique(np.round(np.linspace(0, 1, N_FRAMES) ** 2 * T).astype(int)).tolist()
@@ -463,20 +478,6 @@ player.show()
 # - The signal left in $x_i$ is measured by the correlation $\rho_i$ with $x_0$
 #   ($=\sqrt{\bar\alpha_i}$ for unit-variance data): digits and moons are mostly gone
 #   after ≈ 400–500 of the 1000 steps.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters, kernel start included) | ≈ 15–40 s |
-# | `QUICK=True` | ≈ 15–30 s |
-#
-# **Good output:** every `assert` passes silently; the rescaled gap of section 4 collapses
-# onto $c(t)$ and the ratios are ≈ 10; in section 6 the measured correlations sit on the
-# curve; the animation shows digits dissolving into noise and the moons into a round blob.
-# **Failure signs:** a variance that keeps growing past 1 means the shrink factor
-# $\sqrt{1-\beta_i}$ is missing; means that do not decay mean $\bar\alpha$ was built from
-# $\beta$ instead of $1-\beta$; a KS p-value near 0 means non-Gaussian noise crept in.
 #
 # **Next:** 02 studies the choice of the rate $\beta(t)$ itself; 03 learns to run this
 # chain backwards.

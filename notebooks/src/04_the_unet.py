@@ -35,6 +35,24 @@
 # `SelfAttention2d`, `Downsample`, `Upsample`, `UNet`), `diffusion_lab.training.train`,
 # `diffusion_lab.model.GenerativeModel`, `diffusion_lab.classifier`, `diffusion_lab.widgets`.
 
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters) | ≈ 110 s measured on a busy machine (training ≈ 60 s, 30 digits ≈ 25 s) |
+# | `QUICK=True` | ≈ 45–55 s (kernel start ≈ 10–15 s of it) |
+#
+# **Good output:** the hook table ends in `[1, 28, 28]`, the loss falls from 1.0 to below
+# 0.1 within about 50 steps and to ≈ 0.04–0.05 by step 200 (most MNIST pixels are background,
+# whose noise is easy to predict); the tiny U-Net's $\hat x_0$ is blurry but digit-shaped, the bundled
+# one's is crisp; the generated grid shows the requested digit in every column and the
+# classifier agrees on nearly all of them.
+# **Failure signs:** a shape error on a custom `image_size` (it must be divisible by
+# $2^{\text{levels}-1}$) or on `attention_resolutions` (must be one of the level sizes);
+# `FileNotFoundError` for the checkpoint (run the notebook from `notebooks/`); a training step
+# of several seconds (another process is using the cores — see the thread note at the top).
+
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same numbers either way
 TRAIN_STEPS = 200  # optimiser steps of the tiny U-Net on CPU
@@ -450,22 +468,5 @@ player.show()
 #   1,744,289 parameters.
 # - The training loop of 03 trains it unchanged; the bundled model draws recognisable digits
 #   of a requested class in 20 steps with guidance $w = 2$.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters) | ≈ 110 s measured on a busy machine (training ≈ 60 s, 30 digits ≈ 25 s) |
-# | `QUICK=True` | ≈ 45–55 s (kernel start ≈ 10–15 s of it) |
-#
-# **Good output:** the hook table ends in `[1, 28, 28]`, the loss falls from 1.0 to below
-# 0.1 within about 50 steps and to ≈ 0.04–0.05 by step 200 (most MNIST pixels are background,
-# whose noise is easy to predict); the tiny U-Net's $\hat x_0$ is blurry but digit-shaped, the bundled
-# one's is crisp; the generated grid shows the requested digit in every column and the
-# classifier agrees on nearly all of them.
-# **Failure signs:** a shape error on a custom `image_size` (it must be divisible by
-# $2^{\text{levels}-1}$) or on `attention_resolutions` (must be one of the level sizes);
-# `FileNotFoundError` for the checkpoint (run the notebook from `notebooks/`); a training step
-# of several seconds (another process is using the cores — see the thread note at the top).
 #
 # **Next:** 05 views the same denoiser as a *score* and the forward process as an SDE.

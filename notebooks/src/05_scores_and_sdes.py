@@ -39,6 +39,21 @@
 # `diffusion_lab.oracles` (exact scores), `diffusion_lab.samplers.sample`,
 # `diffusion_lab.timegrid.time_grid`, `diffusion_lab.viz`, `diffusion_lab.widgets`.
 
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters, kernel start included) | ≈ 40–75 s |
+# | `QUICK=True` | ≈ 20–35 s |
+#
+# **Good output:** all checks print `ok`; the reverse SDE and ODE samples sit on the eight
+# modes with equal weights; in the animation the arrows converge on the origin at $t=1$ and
+# point into eight basins as $t\to 0$. **Failure signs:** a sign error in the score term
+# ($f x + g^2 s$) makes samples fly off to infinity; using $g^2 s$ instead of $\tfrac12 g^2 s$ in
+# the ODE (or vice versa) gives modes that are too narrow (too wide); a forgotten
+# $\sqrt{\Delta t}$ in Euler–Maruyama gives variances off by orders of magnitude.
+
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same lines either way
 N_LANGEVIN = 10000  # Langevin chains (section 1)
@@ -674,19 +689,5 @@ else:
 #   probability-flow ODE (velocity $fx - \frac12 g^2 s$). With exact scores both recover
 #   eight equally weighted modes, our loops match `samplers.sample` path by path, and Heun on
 #   the ODE converges to `GaussianOracle.pf_map` at second order.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters, kernel start included) | ≈ 40–75 s |
-# | `QUICK=True` | ≈ 20–35 s |
-#
-# **Good output:** all checks print `ok`; the reverse SDE and ODE samples sit on the eight
-# modes with equal weights; in the animation the arrows converge on the origin at $t=1$ and
-# point into eight basins as $t\to 0$. **Failure signs:** a sign error in the score term
-# ($f x + g^2 s$) makes samples fly off to infinity; using $g^2 s$ instead of $\tfrac12 g^2 s$ in
-# the ODE (or vice versa) gives modes that are too narrow (too wide); a forgotten
-# $\sqrt{\Delta t}$ in Euler–Maruyama gives variances off by orders of magnitude.
 #
 # **Next:** 06 replaces these loops by the package's samplers and compares them step by step.

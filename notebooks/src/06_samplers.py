@@ -41,6 +41,23 @@
 # `diffusion_lab.metrics.sliced_wasserstein`, `diffusion_lab.model.GenerativeModel`,
 # `diffusion_lab.classifier`, `diffusion_lab.viz`, `diffusion_lab.widgets`.
 
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU (measured while other jobs shared it) |
+# |---|---|
+# | full run (default parameters) | ≈ 2–3 min, most of it the MNIST section |
+# | `QUICK=True` | ≈ 40–55 s |
+# | one U-Net evaluation, one image, one thread | ≈ 25–50 ms |
+#
+# **Good output:** every check prints `True` / `ok`; fitted orders near 1, 2, 2, 1, 4 for
+# Euler, Heun, DPM-Solver++, DDIM, RK4; the MNIST grid shows legible digits for DDIM and
+# DPM-Solver++ from 5 NFE, for Heun from 10–20 and for Euler–Maruyama from 20. **Failure signs:** an order of 1 for
+# DPM-Solver++ means the history term is wrong (e.g. $r$ inverted); a deterministic sampler
+# whose error stops falling means the reference is not tight enough; NaNs or values of
+# $10^3$ from Euler–Maruyama or the stochastic exponential integrator at very few steps are the
+# instability discussed above, not a bug.
+
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checked cells print the same either way
 N_DET = 400  # 2-D points pushed through the deterministic samplers (section 7)
@@ -812,22 +829,6 @@ plt.show()
 #   5 NFE on MNIST, and the default of `GenerativeModel.generate`.
 # - Measured on exact scores: fitted orders ≈ 1 (Euler, DDIM), 2 (Heun, DPM-Solver++),
 #   4 (RK4); stochastic samplers weak order ≈ 1 and much larger constants.
-#
-# ## What to expect
-#
-# | | 2-core CPU (measured while other jobs shared it) |
-# |---|---|
-# | full run (default parameters) | ≈ 2–3 min, most of it the MNIST section |
-# | `QUICK=True` | ≈ 40–55 s |
-# | one U-Net evaluation, one image, one thread | ≈ 25–50 ms |
-#
-# **Good output:** every check prints `True` / `ok`; fitted orders near 1, 2, 2, 1, 4 for
-# Euler, Heun, DPM-Solver++, DDIM, RK4; the MNIST grid shows legible digits for DDIM and
-# DPM-Solver++ from 5 NFE, for Heun from 10–20 and for Euler–Maruyama from 20. **Failure signs:** an order of 1 for
-# DPM-Solver++ means the history term is wrong (e.g. $r$ inverted); a deterministic sampler
-# whose error stops falling means the reference is not tight enough; NaNs or values of
-# $10^3$ from Euler–Maruyama or the stochastic exponential integrator at very few steps are the
-# instability discussed above, not a bug.
 #
 # **Next:** 07 uses these samplers for controllable generation — inpainting, colorization and
 # classifier-free guidance.
