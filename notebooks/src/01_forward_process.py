@@ -32,6 +32,9 @@
 # **Prerequisites.** Gaussian random variables (mean, variance, independence);
 # sums and products of sequences; PyTorch tensors. Nothing from the other lessons.
 #
+# Notation: [the card in lesson 00](00_tour.ipynb#notation) ($i$ the discrete step index,
+# $t\in[0,1]$ the time, $m$, $\sigma$, $\lambda$ = log-SNR).
+#
 # Package pieces: `diffusion_lab.ddpm`, `diffusion_lab.sde.VPSDE`, `diffusion_lab.data`,
 # `diffusion_lab.viz`, `diffusion_lab.widgets`.
 
@@ -199,17 +202,21 @@ axes[0].set_xlabel("step $i$")
 axes[0].set_ylabel("$x_i$: mean ± 2 std")
 axes[0].set_title("iterated chain (markers) vs closed form (lines, bands)")
 axes[0].legend(fontsize="small", ncol=2)
-grid = torch.linspace(-4, 4, 400)
+grid = torch.linspace(-4, 4, 4001)
+peak = 0.0
 for i, colour in zip((10, 100, 250, 1000), ("C2", "C3", "C4", "C5"), strict=True):
     ab = alpha_bar[i]
-    axes[1].hist(kept[i][:, 0], bins=80, range=(-4, 4), density=True, alpha=0.35, color=colour)
+    axes[1].hist(kept[i][:, 0], bins=400, range=(-4, 4), density=True, alpha=0.35, color=colour)
     pdf = torch.exp(-0.5 * (grid - ab.sqrt() * x0[0]) ** 2 / (1 - ab)) / torch.sqrt(
         2 * math.pi * (1 - ab))
+    peak = max(peak, float(pdf.max()))
     axes[1].plot(grid, pdf, color=colour, label=f"i = {i}")
 axes[1].set_xlim(-4, 4)
-axes[1].set_ylim(0, 2.0)
+# the i = 10 density peaks near 9 (σ ≈ 0.04): a log axis shows it whole next to the wide ones
+axes[1].set_yscale("log")
+axes[1].set_ylim(1e-3, 1.5 * peak)
 axes[1].set_xlabel("$x_i$ (first coordinate, $x_0 = 1$)")
-axes[1].set_ylabel("density")
+axes[1].set_ylabel("density (log scale)")
 axes[1].set_title("histograms of the chain, closed-form densities")
 axes[1].legend(fontsize="small")
 fig.tight_layout()

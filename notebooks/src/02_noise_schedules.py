@@ -29,6 +29,9 @@
 # **Prerequisites.** 01 (the forward process $x_t = \sqrt{\bar\alpha_t}\,x_0 +
 # \sqrt{1-\bar\alpha_t}\,z$); calculus (an integral, a derivative); PyTorch tensors.
 #
+# Notation: [the card in lesson 00](00_tour.ipynb#notation) ($i$ the discrete step index,
+# $t\in[0,1]$ the time, $m$, $\sigma$, $\lambda$ = log-SNR).
+#
 # Package pieces: `diffusion_lab.schedules`, `diffusion_lab.sde.VPSDE`,
 # `diffusion_lab.data`, `diffusion_lab.viz`, `diffusion_lab.widgets`.
 

@@ -35,6 +35,9 @@
 # densities and their gradients; what an ODE solver does (Euler, Heun). Itô calculus is
 # used once, in the form "$\mathrm d(x^2) = 2x\,\mathrm dx + g^2\,\mathrm dt$".
 #
+# Notation: [the card in lesson 00](00_tour.ipynb#notation) ($i$ the discrete step index,
+# $t\in[0,1]$ the time, $m$, $\sigma$, $\lambda$ = log-SNR).
+#
 # Package pieces: `diffusion_lab.sde` (`VPSDE`, `SubVPSDE`, `VESDE`, `SDE.reverse`),
 # `diffusion_lab.oracles` (exact scores), `diffusion_lab.samplers.sample`,
 # `diffusion_lab.timegrid.time_grid`, `diffusion_lab.viz`, `diffusion_lab.widgets`.
@@ -568,10 +571,36 @@ print(f"Heun vs pf_map (Gaussian data): error < 1e-3 at 200 steps; observed orde
       f"{orders[-1]:.1f} (≈ 2)")
 
 # %% [markdown]
+# **The mode weights, seen.** The χ² tests above, as a picture: the share of samples nearest
+# each of the eight centres, for the three runs, against the exact $1/8$ (grey band: ±2
+# binomial standard errors).
+
+# %%
+runs = {"our EM loop": x_ours, "package EM, another seed": x_em, "PF ODE (Heun)": x_ode}
+fig, ax = plt.subplots(figsize=(8, 3.2))
+width = 0.27
+for j, (label, xs_) in enumerate(runs.items()):
+    counts, _ = mode_stats(xs_)
+    ax.bar(torch.arange(8) + (j - 1) * width, counts / len(xs_), width, label=label)
+se_share = math.sqrt((1 / 8) * (7 / 8) / N_REV)
+ax.axhspan(1 / 8 - 2 * se_share, 1 / 8 + 2 * se_share, color="0.85", zorder=0)
+ax.axhline(1 / 8, color="0.3", lw=1, label="exact 1/8")
+ax.set_xticks(range(8), [f"{45 * k}°" for k in range(8)])
+ax.set_xlabel("mode (angle of its centre)")
+ax.set_ylabel("share of samples")
+ax.set_ylim(0, 0.2)
+ax.set_title("mode weights at $t_{\\min}$: eight equal modes")
+ax.legend(fontsize="small", ncol=4, loc="lower center")
+plt.show()
+
+# %% [markdown]
 # The SDE and the ODE end at the same distribution by different routes: SDE paths are
-# rough and cross each other; ODE paths are smooth and never cross, so the ODE is a
-# *deterministic* map from noise to data — the basis of DDIM, likelihoods and inversion
-# (lessons 06, 08, 09).
+# rough; ODE paths are smooth, and the ODE is a *deterministic*, one-to-one map from noise
+# to data — the basis of DDIM, likelihoods and inversion (lessons 06, 08, 09). Precisely:
+# two ODE particles never *coincide* (solutions of an ODE with a Lipschitz drift are unique,
+# so distinct starting points stay distinct at every $t$); but their planar *traces* may
+# still cross, because the velocity field changes with $t$ — two particles can pass the same
+# place at different times. The cell below measures both on the 40 ODE paths.
 
 # %%
 n_show = 40
@@ -584,6 +613,29 @@ ode_path = [x1_paths]
 ode = vp.reverse(eight.score, probability_flow=True)
 for s, t in zip(grid_paths[:-1], grid_paths[1:], strict=True):  # Euler is enough for a picture
     ode_path.append(ode_path[-1] - ode.drift(ode_path[-1], s) * (s - t))
+
+def segments_cross(p, q):
+    """Do the planar segments p0-p1 and q0-q1 ([n, 2, 2] each) properly intersect?"""
+    def orient(a, b, c):
+        return torch.sign((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
+                          - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
+    return ((orient(p[..., 0, :], p[..., 1, :], q[..., 0, :])
+             * orient(p[..., 0, :], p[..., 1, :], q[..., 1, :]) < 0)
+            & (orient(q[..., 0, :], q[..., 1, :], p[..., 0, :])
+               * orient(q[..., 0, :], q[..., 1, :], p[..., 1, :]) < 0))
+
+
+paths = torch.stack(ode_path)  # [steps + 1, 40, 2]
+closest = min(float(torch.pdist(p).min()) for p in paths)  # particles at the same time
+seg = torch.stack([paths[:-1], paths[1:]], dim=2)  # [steps, 40, 2 (ends), 2]
+crossings = 0
+for a in range(n_show):
+    for b in range(a + 1, n_show):  # every segment of path a against every segment of path b
+        crossings += int(segments_cross(seg[:, a][:, None], seg[:, b][None]).sum())
+print(f"ODE particles: closest approach at equal times {closest:.3f} > 0; "
+      f"planar crossings of their traces: {crossings}")
+assert closest > 0
+
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
 plot_trajectories(torch.stack([sde_path[k] for k in range(201)]), ax=axes[0], n_paths=12,
                   lim=3.2, title="reverse SDE: 12 paths")
