@@ -20,10 +20,10 @@
 # such a network on 2-D data.
 #
 # **Learning goals.** After this notebook you can
-# 1. derive the posterior $q(x_{t-1}\mid x_t, x_0)$ by completing the square, and check it
+# 1. derive the posterior $q(x_{i-1}\mid x_i, x_0)$ by completing the square, and check it
 #    against two independent computations;
 # 2. write the evidence lower bound (ELBO) of a diffusion model as a sum of KL terms
-#    $L_T + \sum_t L_{t-1} + L_0$ and evaluate it exactly for Gaussian data;
+#    $L_T + \sum_i L_{i-1} + L_0$ and evaluate it exactly for Gaussian data;
 # 3. explain why each KL term is a *weighted* ε-MSE, and why DDPM drops the weight
 #    ($L_\text{simple}$);
 # 4. train an MLP noise predictor on two moons with `diffusion_lab.training.train`, sample
@@ -31,9 +31,9 @@
 # 5. derive Tweedie's formula and denoising score matching, the bridge from ε-prediction to
 #    the score $s = -\varepsilon^*/\sigma$ of lessons 05–06.
 #
-# **Prerequisites.** 01 (the chain $q(x_t\mid x_{t-1})=\mathcal N(\sqrt{\alpha_t}\,x_{t-1},
-# \beta_t I)$ and its closed form $q(x_t\mid x_0)=\mathcal N(\sqrt{\bar\alpha_t}\,x_0,
-# (1-\bar\alpha_t)I)$), 02 (schedules); Gaussian densities and the KL divergence; PyTorch.
+# **Prerequisites.** 01 (the chain $q(x_i\mid x_{i-1})=\mathcal N(\sqrt{\alpha_i}\,x_{i-1},
+# \beta_i I)$ and its closed form $q(x_i\mid x_0)=\mathcal N(\sqrt{\bar\alpha_i}\,x_0,
+# (1-\bar\alpha_i)I)$), 02 (schedules); Gaussian densities and the KL divergence; PyTorch.
 #
 # Package pieces: `diffusion_lab.ddpm.DiscreteDDPM`, `diffusion_lab.oracles`,
 # `diffusion_lab.nets.MLP`, `diffusion_lab.training.train`, `diffusion_lab.samplers.sample`,
@@ -322,7 +322,7 @@ err_dec = float((1 - ab[1]) * s**2 / (ab[1] * s**2 + 1 - ab[1]))
 L_0 = 0.5 * math.log(2 * math.pi * float(b[0])) + err_dec / (2 * float(b[0]))
 neg_elbo = L_T + L_mid + L_0
 nll = 0.5 * math.log(2 * math.pi * math.e * s**2)
-print(f"L_T = {L_T:.3e}   Σ L_(t-1) = {L_mid:.4f}   L_0 = {L_0:.4f}   nats")
+print(f"L_T = {L_T:.3e}   Σ L_(i-1) = {L_mid:.4f}   L_0 = {L_0:.4f}   nats")
 print(f"-ELBO = {neg_elbo:.4f} ≥ NLL = {nll:.4f} nats (gap {neg_elbo - nll:.3f})")
 assert nll < neg_elbo
 
@@ -335,7 +335,7 @@ x_t, eps = chain.q_sample(x0, t_mc, generator=g)
 e_star = oracle(x_t[:, None], t_mc / T)[:, 0]
 terms = W * (eps - e_star) ** 2
 se = float(terms.std()) / math.sqrt(N_MC)
-print(f"Monte Carlo Σ L_(t-1) = {terms.mean():.4f} ± {se:.4f}  (closed form {L_mid:.4f})")
+print(f"Monte Carlo Σ L_(i-1) = {terms.mean():.4f} ± {se:.4f}  (closed form {L_mid:.4f})")
 assert abs(float(terms.mean()) - L_mid) < 5 * se
 
 # %% [markdown]
@@ -379,7 +379,7 @@ axes[0].semilogy(tt / T, w_all)
 axes[0].set_xlabel("$t = i/T$")
 axes[0].set_ylabel("ELBO weight $w_i$")
 axes[0].set_title(r"$w_i=\beta_i/(2\alpha_i(1-\bar\alpha_{i-1}))$")
-axes[1].semilogy(tt / T, w_all * var_eps, label=r"$L_{t-1}$ with $\varepsilon^*$ (ELBO)")
+axes[1].semilogy(tt / T, w_all * var_eps, label=r"$L_{i-1}$ with $\varepsilon^*$ (ELBO)")
 axes[1].semilogy(tt / T, var_eps, "--",
                  label=r"unweighted $\mathbb{E}(\varepsilon-\varepsilon^*)^2$")
 axes[1].set_xlabel("$t = i/T$")
@@ -618,12 +618,12 @@ assert min(dsm_means, key=dsm_means.get) == "exact score"
 # %% [markdown]
 # ## Summary
 #
-# - $q(x_{t-1}\mid x_t,x_0) = \mathcal N(\tilde\mu_t,\tilde\beta_t)$ with
-#   $\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ (completing the square;
+# - $q(x_{i-1}\mid x_i,x_0) = \mathcal N(\tilde\mu_i,\tilde\beta_i)$ with
+#   $\tilde\beta_i = \frac{1-\bar\alpha_{i-1}}{1-\bar\alpha_i}\beta_i$ (completing the square;
 #   checked against Gaussian conditioning, numerical Bayes and `DiscreteDDPM.posterior`).
-# - Written with the noise, $\tilde\mu_t = (x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon)/\sqrt{\alpha_t}$,
-#   so each ELBO term $L_{t-1}$ is $w_t\,\mathbb E\|\varepsilon-\varepsilon_\theta\|^2$ (checked by
-#   quadrature of the KL); $L_\text{simple}$ drops $w_t$.
+# - Written with the noise, $\tilde\mu_i = (x_i - \frac{\beta_i}{\sqrt{1-\bar\alpha_i}}\varepsilon)/\sqrt{\alpha_i}$,
+#   so each ELBO term $L_{i-1}$ is $w_i\,\mathbb E\|\varepsilon-\varepsilon_\theta\|^2$ (checked by
+#   quadrature of the KL); $L_\text{simple}$ drops $w_i$.
 # - For Gaussian data the whole bound is explicit; it lies above the true NLL, and a Monte Carlo
 #   estimate agrees with the closed form.
 # - `training.train` + `nets.MLP` learn two moons in a few thousand steps (about half a minute);
