@@ -262,7 +262,8 @@ times = np.array([1.0] + path.times)
 # the 20 log-SNR steps: states 20, 15, 10, 5, 0 are equally spaced in λ, from t_min to t = 1
 show_k = [20, 15, 10, 5, 0]
 lam = sde.log_snr(torch.tensor(times[show_k]))
-assert torch.allclose(torch.diff(lam), torch.diff(lam)[0].expand(4), rtol=1e-9)
+# (the recorder keeps t as the sampler passed it, in float32: equal to ~1e-8)
+assert torch.allclose(torch.diff(lam), torch.diff(lam)[0].expand(4), rtol=1e-6)
 fig, axes = plt.subplots(2, 5, figsize=(14, 6))
 for col, k in enumerate(show_k):
     t = float(times[k])

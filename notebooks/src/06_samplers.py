@@ -554,6 +554,8 @@ for j, n_steps in enumerate(DET_STEPS):
           + f"   {best_at[n_steps]}")
 # second order pays from 20 NFE on; at 5 NFE (default run) PF Euler is still ahead
 assert all(best_at[n] == "DPM-Solver++(2M)" for n in DET_STEPS if n >= 20), best_at
+if 5 in DET_STEPS:  # the default run: at 5 NFE first order is still ahead
+    assert best_at[5] == "PF Euler", best_at
 
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -707,10 +709,10 @@ plt.show()
 # What the two plots say:
 #
 # - Deterministic samplers show their textbook orders: Euler and DDIM 1, Heun and
-#   DPM-Solver++(2M) 2, RK4 4. Per NFE, among the one-evaluation-per-step methods,
-#   DPM-Solver++(2M) has the smallest error from 20 NFE on (asserted); at 5 NFE PF-Euler is
-#   still slightly ahead (the table above), because second order pays only once the steps are
-#   small. DDIM is *not* more accurate than PF-Euler here (same order, a slightly
+#   DPM-Solver++(2M) 2, RK4 4. Per NFE, among the one-evaluation-per-step methods, PF-Euler
+#   has the smallest error at 5 NFE (in the table above: 0.21 vs 0.40 for DPM-Solver++(2M));
+#   from 10 NFE on DPM-Solver++(2M) does (asserted from 20 NFE on, where the margin is
+#   large): second order pays only once the steps are small. DDIM is *not* more accurate than PF-Euler here (same order, a slightly
 #   larger constant): integrating the linear part exactly buys **stability** — a DDIM step
 #   cannot blow up however large $h$ is, where one Euler step was off by hundreds in
 #   section 4 — not accuracy when $\hat\varepsilon$ varies along the path. RK45 reaches
@@ -824,7 +826,7 @@ for label, nfe, seconds, agree in timing:
 # best of $k$, measured in the same rounds). A ratio near 1 means the network is the whole cost.
 
 # %%
-N_TIME, NFE_TIME, K_BEST = 4, 10, 3
+N_TIME, NFE_TIME, K_BEST = 4, 6, 3
 x_time = torch.randn(N_TIME, 1, 28, 28, generator=seeded(50))
 lab_time = torch.arange(N_TIME) % 10
 best = {label: math.inf for label in IMAGE_SAMPLERS}
@@ -878,7 +880,7 @@ plt.show()
 #   $\eta=1$ is ancestral sampling (checked to rounding).
 # - DPM-Solver++(2M) extrapolates $\hat x_0$ linearly in $\lambda$ from the last two steps:
 #   second order at one NFE per step — the smallest error of the one-NFE-per-step methods
-#   from 20 NFE on here (not at 5, where PF-Euler edges ahead), good digits from 5 NFE on
+#   from 10 NFE on here (not at 5, where PF-Euler is ahead), good digits from 5 NFE on
 #   MNIST, and the default of `GenerativeModel.generate`.
 # - Measured on exact scores: fitted orders ≈ 1 (Euler, DDIM), 2 (Heun, DPM-Solver++),
 #   4 (RK4); the stochastic samplers' weak errors are resolved at only a few step counts with
