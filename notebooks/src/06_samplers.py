@@ -820,13 +820,14 @@ for label, nfe, seconds, agree in timing:
     print(f"{label:<18} {nfe:4d} {seconds:8.2f} {agree:16.0%}")
 
 # %% [markdown]
-# **Is the sampler's own arithmetic negligible?** Time it properly: best of $k=3$ repetitions,
+# **Is the sampler's own arithmetic negligible?** Time it properly: best of $k=3$ repetitions
+# ($k=2$ in a QUICK run),
 # the samplers *alternating* within each repetition (so a burst of load hits all of them), and
 # report a **ratio** — the sampler's time over NFE × the time of one bare network pass (also
 # best of $k$, measured in the same rounds). A ratio near 1 means the network is the whole cost.
 
 # %%
-N_TIME, NFE_TIME, K_BEST = 4, 6, 3
+N_TIME, NFE_TIME, K_BEST = 4, 6, (2 if QUICK else 3)
 x_time = torch.randn(N_TIME, 1, 28, 28, generator=seeded(50))
 lab_time = torch.arange(N_TIME) % 10
 best = {label: math.inf for label in IMAGE_SAMPLERS}
