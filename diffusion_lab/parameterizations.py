@@ -5,6 +5,7 @@ network that predicts any one of these determines the others *at the same (x, t)
 
     x̂_0   = (x − σ ε̂) / m                       ε̂ = (x − m x̂_0) / σ
     score = −ε̂ / σ                               ε̂ = −σ · score
+    x̂_0   = (x + σ² score) / m  (Tweedie)         score = (m x̂_0 − x) / σ²
     u     = m' x̂_0 + σ' ε̂                        (flow-matching velocity = PF-ODE drift)
           = (m' x + W ε̂) / m,   W = m σ' − m' σ  ε̂ = (m u − m' x) / W
     v     = m ε̂ − σ x̂_0                          (Salimans & Ho's v-prediction)
@@ -40,6 +41,7 @@ __all__ = [
     "eps_to_x0", "x0_to_eps", "eps_to_score", "score_to_eps", "eps_to_v", "v_to_eps",
     "eps_to_velocity", "velocity_to_eps", "conditional_velocity", "velocity_model_as_eps",
     "eps_model_as_velocity",
+    "score_to_x0", "x0_to_score",
 ]
 
 
@@ -83,6 +85,22 @@ def eps_to_score(eps: Tensor, sigma) -> Tensor:
 def score_to_eps(score: Tensor, sigma) -> Tensor:
     """ε̂ = −σ · score."""
     return -_coef(sigma, score, "sigma") * score
+
+
+def score_to_x0(x: Tensor, score: Tensor, m, sigma) -> Tensor:
+    """Tweedie's formula E[x_0 | x_t = x] = (x + σ² ∇log p_t(x)) / m (undefined where m = 0).
+
+    From ∇p_t(x) = ∫ p_0(x_0) N(x; m x_0, σ²I) (m x_0 − x)/σ² dx_0, i.e.
+    σ² ∇log p_t(x) = m E[x_0 | x] − x. Equals ``eps_to_x0(x, score_to_eps(score, σ), m, σ)``.
+    """
+    m = _nonzero(_coef(m, x, "m"), "m", "x̂_0 = (x + σ² score)/m; at m = 0, x_t holds no x_0")
+    return (x + _coef(sigma, x, "sigma") ** 2 * score) / m
+
+
+def x0_to_score(x: Tensor, x0: Tensor, m, sigma) -> Tensor:
+    """∇log p_t(x) = (m x̂_0 − x) / σ², the inverse of :func:`score_to_x0` (σ ≠ 0)."""
+    sigma = _nonzero(_coef(sigma, x, "sigma"), "sigma", "score = (m x̂_0 − x)/σ²")
+    return (_coef(m, x, "m") * x0 - x) / sigma**2
 
 
 def eps_to_v(x: Tensor, eps: Tensor, m, sigma) -> Tensor:

@@ -108,3 +108,17 @@ def test_rectified_flow_and_edm_contract():
     x0 = dl.sample(eps_model, sde, (8, 2), method="edm", grid="karras", steps=40,
                    dtype=torch.float64)
     assert float((x0 - torch.tensor([0.5, -0.25], dtype=torch.float64)).abs().max()) < 0.05
+
+
+def test_widgets_contract():
+    """The players' public names stay; the headless fallback is a GIF <img>, never <script>."""
+    from diffusion_lab import widgets
+
+    for name in ("FramePlayer", "TrajectoryRecorder", "forward_player", "is_headless"):
+        assert name in widgets.__all__
+    for method in ("show", "show_frame", "static_figure", "animation", "to_jshtml",
+                   "animated_gif", "gif_html", "frame"):
+        assert callable(getattr(widgets.FramePlayer, method))
+    player = widgets.FramePlayer([torch.zeros(3, 2), torch.ones(3, 2)])
+    html = player.gif_html()
+    assert html.startswith('<img src="data:image/gif;base64,') and "<script" not in html

@@ -402,6 +402,77 @@ CASES += [
 ]
 
 
+# -- issue 9: loops and the Tweedie / DSM bridge ----------------------------------------------
+def l_simple_loss(eps_model, x0, ab, t, noise):
+    a = _view(ab, x0)
+    return ((eps_model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t) - noise) ** 2).mean()
+
+
+def tweedie_x0(x, score, m, sigma):
+    return (x + _view(sigma, x) ** 2 * score) / _view(m, x)
+
+
+def dsm_loss(score, noise, sigma):
+    return ((score + noise / _view(sigma, noise)) ** 2).sum(1)
+
+
+def _ms(sde, u):
+    m, s = sde.marginal(torch.tensor(u, dtype=torch.float64))
+    return float(m), float(s)
+
+
+def ddim_loop(eps_model, sde, x, grid, drop_last=False, eps_at_end=False):
+    pairs = list(zip(grid[:-1], grid[1:], strict=True))
+    for s, t in pairs[:-1] if drop_last else pairs:
+        (ms, ss), (mt, st) = _ms(sde, s), _ms(sde, t)
+        eps = eps_model(x, torch.full((x.shape[0],), t if eps_at_end else s, dtype=x.dtype))
+        x = mt * (x - ss * eps) / ms + st * eps
+    return x
+
+
+def ancestral_loop(eps_model, sde, x, grid, noises, beta_var=False, var_not_std=False):
+    for (s, t), z in zip(zip(grid[:-1], grid[1:], strict=True), noises, strict=True):
+        (ms, ss), (mt, st) = _ms(sde, s), _ms(sde, t)
+        x0 = (x - ss * eps_model(x, torch.full((x.shape[0],), s, dtype=x.dtype))) / ms
+        a = (ms / mt) ** 2  # ᾱ_s / ᾱ_t: the forward transition t → s, like α_i
+        var_f = ss**2 - a * st**2  # like β_i
+        mean = math.sqrt(a) * st**2 / ss**2 * x + mt * var_f / ss**2 * x0  # lesson 03's μ̃
+        var = var_f if beta_var else var_f * st**2 / ss**2
+        x = mean + (var if var_not_std else math.sqrt(var)) * z
+    return x
+
+
+CASES += [
+    ("check_l_simple_loss", l_simple_loss, [
+        (lambda e, x0, ab, t, n: ((e(x0, t) - n) ** 2).mean(), "must see the noisy x_t"),
+        (lambda e, x0, ab, t, n:
+         ((e(_view(ab, x0).sqrt() * x0 + (1 - _view(ab, x0)).sqrt() * n, t) - x0) ** 2).mean(),
+         "the target of ε-prediction is the noise"),
+        (lambda e, x0, ab, t, n: 18 * l_simple_loss(e, x0, ab, t, n), "you summed"),
+    ]),
+    ("check_tweedie_x0", tweedie_x0, [
+        (lambda x, s, m, sg: (x + _view(sg, x) * s) / _view(m, x), "multiplied by σ², not σ"),
+        (lambda x, s, m, sg: x + _view(sg, x) ** 2 * s, "divide by m"),
+        (lambda x, s, m, sg: (x - _view(sg, x) ** 2 * s) / _view(m, x), "the score is *added*"),
+    ]),
+    ("check_dsm_loss", dsm_loss, [
+        (lambda s, e, sg: dsm_loss(s, -e, sg), "not ‖s − ε/σ‖²"),
+        (lambda s, e, sg: ((s + e / _view(sg, e) ** 2) ** 2).sum(1), "one power of σ"),
+        (lambda s, e, sg: dsm_loss(s, e, sg) / 3, "don't average"),
+    ]),
+    ("check_ddim_loop", ddim_loop, [
+        (lambda e, sde, x, g: ddim_loop(e, sde, x, g, drop_last=True), "one step is missing"),
+        (lambda e, sde, x, g: ddim_loop(e, sde, x, g, eps_at_end=True), "the start of the step"),
+    ]),
+    ("check_ancestral_loop", ancestral_loop, [
+        (lambda e, sde, x, g, n: ancestral_loop(e, sde, x, g, n, beta_var=True),
+         "DDPM's other choice"),
+        (lambda e, sde, x, g, n: ancestral_loop(e, sde, x, g, n, var_not_std=True),
+         "not by the variance"),
+    ]),
+]
+
+
 
 # -- lesson 08 · evaluation ------------------------------------------------------------------------
 def frechet(mu1, c1, mu2, c2):
@@ -548,3 +619,14 @@ def test_float32_and_missing_return_are_named(capsys):
 def test_not_callable(capsys):
     assert checks.check_q_sample(3.0) is False
     assert "expected a function" in capsys.readouterr().out
+
+
+
+def test_dsm_loss_is_the_eps_loss_over_sigma_squared():
+    """The identity behind check_dsm_loss: ‖s + ε/σ‖² = ‖ε − ε_θ‖²/σ² for ε_θ = −σ s."""
+    g = torch.Generator().manual_seed(0)
+    s, e = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g,
+                                                                             dtype=torch.float64)
+    sigma = torch.rand(5, generator=g, dtype=torch.float64) + 0.1
+    eps_theta = -_view(sigma, s) * s
+    torch.testing.assert_close(dsm_loss(s, e, sigma), ((e - eps_theta) ** 2).sum(1) / sigma**2)

@@ -27,7 +27,7 @@ So each notebook costs two QUICK executions, (b) and (c): at most 2 × 60 s, in
 practice ~2 × 20–30 s on 2 cores, i.e. ~10 min for eleven notebooks.
 
 Headless widgets: both runs set ``DIFFUSION_LAB_HEADLESS=1`` (inherited by the
-kernel), so ``diffusion_lab.widgets`` leaves static figures / ``to_jshtml`` instead
+kernel), so ``diffusion_lab.widgets`` leaves static figures / GIF ``<img>`` instead
 of waiting for a frontend, and papermill's progress bar is off.
 """
 

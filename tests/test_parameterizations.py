@@ -190,3 +190,35 @@ def test_generative_model_refuses_a_velocity_target():
     model = GenerativeModel(MLP(hidden=8, layers=1), "rectified_flow")
     with pytest.raises(ValueError, match="GenerativeModel.train trains noise predictors"):
         model.train(torch.randn(16, 2), steps=1, target="velocity", progress=False)
+
+
+def test_tweedie_posterior_mean_from_the_score_matches_monte_carlo_bayes():
+    """E[x_0 | x_t] = (x + σ² ∇log p_t)/m: the oracle's score vs self-normalised IS on a mixture."""
+    sde = VPSDE()
+    mix = GaussianMixtureOracle(sde, torch.tensor([[-1.5, 0.0], [1.0, 1.0]], dtype=T64),
+                                torch.tensor([0.2, 0.05], dtype=T64), torch.tensor([0.3, 0.7]))
+    g = torch.Generator().manual_seed(3)
+    prior = mix.sample(200_000, generator=g).to(T64)
+    x = torch.tensor([[0.0, 0.3], [0.8, 0.6], [-1.0, -0.4]], dtype=T64)
+    for t in (0.2, 0.5):
+        m, s = sde.marginal(torch.tensor(t, dtype=T64))
+        tweedie = P.score_to_x0(x, mix.score(x, torch.full((3,), t, dtype=T64)), m, s)
+        logw = -((x[:, None, :] - m * prior[None]) ** 2).sum(-1) / (2 * s**2)
+        w = torch.softmax(logw, dim=1)  # [3, N]
+        mc = w @ prior
+        se = ((w[..., None] ** 2) * (prior[None] - mc[:, None]) ** 2).sum(1).sqrt()
+        assert ((tweedie - mc).abs() < 5 * se + 1e-4).all(), (t, tweedie, mc, se)
+        # a wrong formula (σ instead of σ², or forgetting /m) is caught by the same check
+        wrong = (x + s * mix.score(x, torch.full((3,), t, dtype=T64))) / m
+        assert ((wrong - mc).abs() > 5 * se + 1e-4).any()
+    x0, _ = _xe(4)
+    m, s = torch.tensor([0.3, 0.9, 0.5, 0.7, 0.2, 0.99], dtype=T64), torch.full((6,), 0.6, dtype=T64)
+    torch.testing.assert_close(P.score_to_x0(x0, P.x0_to_score(x0, x0 * 0.5, m, s), m, s),
+                               x0 * 0.5)
+    eps = torch.randn(6, 2, generator=g, dtype=T64)
+    torch.testing.assert_close(P.score_to_x0(x0, P.eps_to_score(eps, s), m, s),
+                               P.eps_to_x0(x0, eps, m, s))
+    with pytest.raises(ValueError, match="m must be nonzero"):
+        P.score_to_x0(x0, eps, 0.0, 1.0)
+    with pytest.raises(ValueError, match="sigma must be nonzero"):
+        P.x0_to_score(x0, eps, 1.0, 0.0)

@@ -93,3 +93,11 @@ __all__ = [
     "check_frechet_distance", "check_hutchinson_divergence", "check_bits_per_dim",
     "check_kid_mmd", "check_nn_distance_ratio",
 ]
+
+# issue 9: exercises that mirror the lessons' loops and the Tweedie / DSM bridge
+from .reverse import check_l_simple_loss, check_tweedie_x0  # noqa: E402
+from .samplers import check_ancestral_loop, check_ddim_loop  # noqa: E402
+from .sde import check_dsm_loss  # noqa: E402
+
+__all__ += ["check_l_simple_loss", "check_tweedie_x0", "check_dsm_loss", "check_ddim_loop",
+            "check_ancestral_loop"]

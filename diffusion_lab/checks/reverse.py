@@ -120,3 +120,65 @@ def check_gaussian_kl(fn) -> bool:
     }
     return _compare(name, _call(name, fn, mu1.clone(), v1.clone(), mu2.clone(), v2.clone()),
                     want, wrong, ok="matches torch.distributions.kl_divergence on 5 random pairs")
+
+
+def _l_simple_model(x, t):
+    """A fixed stand-in for ε_θ that depends on both x and t (so every slip shows)."""
+    return 0.4 * x + torch.sin(3.0 * t)[:, None] - 0.2 * x**2
+
+
+@checker("l_simple_loss")
+def check_l_simple_loss(fn) -> bool:
+    """``fn(eps_model, x0 [B, D], alpha_bar [B], t [B], noise [B, D]) -> scalar``: the
+    L_simple loss of one training batch, mean over batch and coordinates of
+    (ε_θ(√ᾱ x_0 + √(1 − ᾱ) ε, t) − ε)²."""
+    name = "l_simple_loss"
+    g = _gen(8)
+    idx = torch.tensor([1, 10, 100, 400, 800, 1000])
+    ab = DiscreteDDPM.linear().alpha_bars[idx]
+    t = idx.to(torch.float64) / 1000
+    x0, noise = _randn((6, 3), g), _randn((6, 3), g)
+    a = _view(ab, x0)
+
+    def loss(x_in, target):
+        return ((_l_simple_model(x_in, t) - target) ** 2).mean()
+
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    wrong = {
+        "x_t = √ᾱ x_0 + √(1 − ᾱ) ε: the square roots are missing":
+            loss(a * x0 + (1 - a) * noise, noise),
+        "ᾱ and 1 − ᾱ are swapped: the signal keeps √ᾱ, the noise gets √(1 − ᾱ)":
+            loss((1 - a).sqrt() * x0 + a.sqrt() * noise, noise),
+        "the target of ε-prediction is the noise ε, not x_0": loss(x_t, x0),
+        "the network must see the noisy x_t, not the clean x_0": loss(x0, noise),
+        "L_simple averages over batch and coordinates; you summed":
+            ((_l_simple_model(x_t, t) - noise) ** 2).sum(),
+    }
+    got = _call(name, fn, _l_simple_model, x0.clone(), ab.clone(), t.clone(), noise.clone())
+    return _compare(name, got, loss(x_t, noise), wrong,
+                    ok="the L_simple loss of a 6-sample batch at i = 1 … 1000 matches")
+
+
+@checker("tweedie_x0")
+def check_tweedie_x0(fn) -> bool:
+    """``fn(x [B, D], score [B, D], m [B], sigma [B]) -> E[x_0 | x_t = x]``, Tweedie's
+    formula (x + σ² ∇log p_t(x))/m (``parameterizations.score_to_x0``)."""
+    from ..parameterizations import score_to_x0
+
+    name = "tweedie_x0"
+    g = _gen(9)
+    x, score = _randn((5, 2), g), _randn((5, 2), g)
+    m = _uniform(5, 0.2, 0.99, g)
+    sigma = (1 - m**2).sqrt()
+    mv, sv = _view(m, x), _view(sigma, x)
+    wrong = {
+        "the score is multiplied by σ², not σ (differentiate N(x; m x_0, σ²I))":
+            (x + sv * score) / mv,
+        "divide by m: x_t = m x_0 + σ ε, so x_0 carries the factor 1/m": x + sv**2 * score,
+        "the sign: σ² ∇log p_t(x) = m E[x_0 | x] − x, so the score is *added*":
+            (x - sv**2 * score) / mv,
+        "divide by m, don't multiply": (x + sv**2 * score) * mv,
+    }
+    got = _call(name, fn, x.clone(), score.clone(), m.clone(), sigma.clone())
+    return _compare(name, got, score_to_x0(x, score, m, sigma), wrong,
+                    ok="matches parameterizations.score_to_x0 on 5 random points")

@@ -10,7 +10,20 @@ from torch import Tensor
 from ..oracles import GaussianOracle
 from ..samplers import langevin_corrector_step
 from ..sde import VPSDE
-from ._common import F64, PASS, _call, _close, _compare, _gen, _randn, _say, _uniform, checker
+from ._common import (
+    F64,
+    FAIL,
+    PASS,
+    _as_result,
+    _call,
+    _close,
+    _compare,
+    _gen,
+    _randn,
+    _say,
+    _uniform,
+    checker,
+)
 
 
 def _step_cases(seed: int, n: int = 4):
@@ -142,3 +155,111 @@ def check_corrector_step_size(fn) -> bool:
     }
     return _compare(name, _call(name, fn, score.clone(), z.clone(), snr, alpha), want, wrong,
                     ok="matches langevin_corrector_step's step size on 4 images")
+
+
+def _loop_setup(seed: int, n: int = 64):
+    """A 2-D Gaussian oracle on VP, n prior points, and the sampler coefficients at t."""
+    sde = VPSDE()
+    oracle = GaussianOracle(sde, torch.tensor([1.0, -0.5], dtype=F64),
+                            torch.tensor([[0.5, 0.3], [0.3, 0.4]], dtype=F64))
+    x1 = _randn((n, 2), _gen(seed))
+    return sde, oracle, x1
+
+
+def _mt_st(sde, t: float) -> tuple[float, float]:
+    m, s = sde.marginal(torch.tensor(t, dtype=F64))
+    return float(m), float(s)
+
+
+def _my_ddim(oracle, sde, x, grid, *, divide_m=True, eps_at_end=False):
+    for s, t in zip(grid[:-1], grid[1:], strict=True):
+        (ms, ss), (mt, st) = _mt_st(sde, s), _mt_st(sde, t)
+        eps = oracle(x, torch.full((x.shape[0],), t if eps_at_end else s, dtype=F64))
+        x0 = (x - ss * eps) / (ms if divide_m else 1.0)
+        x = mt * x0 + st * eps
+    return x
+
+
+def _my_pf_euler(oracle, sde, x, grid):
+    ode = sde.reverse(oracle, probability_flow=True)
+    for s, t in zip(grid[:-1], grid[1:], strict=True):
+        x = x - ode.drift(x, s) * (s - t)
+    return x
+
+
+@checker("ddim_loop")
+def check_ddim_loop(fn) -> bool:
+    """``fn(eps_model, sde, x, grid) -> x at grid[-1]``: the deterministic DDIM loop (η = 0)
+    over a decreasing list of times; must equal ``samplers.ddim`` and converge at order 1."""
+    from ..samplers import ddim
+    from ..timegrid import time_grid
+
+    name = "ddim_loop"
+    sde, oracle, x1 = _loop_setup(40)
+    grid = time_grid(sde, 10, kind="uniform").tolist()
+    want = ddim(oracle, sde, x1, steps=10, grid="uniform")
+    wrong = {
+        "that is Euler's method on the probability-flow ODE in t, not DDIM (DDIM re-assembles "
+        "x_t = m_t x̂_0 + σ_t ε̂)": _my_pf_euler(oracle, sde, x1, grid),
+        "x̂_0 = (x_s − σ_s ε̂)/m_s: the division by m_s is missing":
+            _my_ddim(oracle, sde, x1, grid, divide_m=False),
+        "evaluate ε̂ at the start of the step, (x_s, s), not at t":
+            _my_ddim(oracle, sde, x1, grid, eps_at_end=True),
+        "one step is missing: loop over every pair (grid[k], grid[k + 1]), down to grid[-1]":
+            _my_ddim(oracle, sde, x1, grid[:-1]),
+    }
+    got = _call(name, fn, oracle, sde, x1.clone(), list(grid))
+    if not _compare(name, got, want, wrong, what="x at grid[-1] (10 uniform steps)", ok="",
+                    report=False):
+        return False
+    # the measured order: error against the exact ODE solution at 20, 40, 80 steps
+    errors = []
+    for n in (20, 40, 80):
+        g_n = time_grid(sde, n, kind="uniform").tolist()
+        x_n = _as_result(name, _call(name, fn, oracle, sde, x1.clone(), g_n))
+        errors.append(float((x_n - oracle.pf_map(x1, g_n[0], g_n[-1])).norm(dim=1).max()))
+    orders = [math.log2(errors[k] / errors[k + 1]) for k in range(2)]
+    if not all(0.8 < p < 1.3 for p in orders):
+        _say(FAIL, name, f"matches at 10 steps, but the measured orders {orders} are not ≈ 1")
+        return False
+    _say(PASS, name, f"matches samplers.ddim; measured order {orders[-1]:.2f} (errors "
+                     f"{errors[0]:.1e} → {errors[-1]:.1e} from 20 to 80 steps)")
+    return True
+
+
+@checker("ancestral_loop")
+def check_ancestral_loop(fn) -> bool:
+    """``fn(eps_model, sde, x, grid, noises) -> x at grid[-1]``: ancestral sampling with the
+    posterior variance, step k using ``noises[k]``; must equal ``samplers.ancestral``."""
+    from ..samplers import ancestral, ddim
+    from ..timegrid import time_grid
+
+    name = "ancestral_loop"
+    sde, oracle, x1 = _loop_setup(41)
+    n = 8
+    grid = time_grid(sde, n, kind="uniform").tolist()
+    g = _gen(42)
+    noises = [torch.randn(x1.shape, generator=g, dtype=F64) for _ in range(n)]
+    want = ancestral(oracle, sde, x1, steps=n, grid="uniform", generator=_gen(42))
+
+    def mine(var_power=0.5, posterior=True):
+        x = x1
+        for (s, t), z in zip(zip(grid[:-1], grid[1:], strict=True), noises, strict=True):
+            (ms, ss), (mt, st) = _mt_st(sde, s), _mt_st(sde, t)
+            m_st, var_st = ms / mt, ss**2 - (ms / mt) ** 2 * st**2
+            eps = oracle(x, torch.full((x.shape[0],), s, dtype=F64))
+            var = var_st * st**2 / ss**2 if posterior else var_st
+            x = (x - var_st / ss * eps) / m_st + var**var_power * z
+        return x
+
+    wrong = {
+        "that is DDPM's other choice σ² = σ²_{s|t} (β_i); the posterior variance is "
+        "σ²_{s|t} σ_t²/σ_s² (β̃_i)": mine(posterior=False),
+        "the noise is scaled by the standard deviation √var, not by the variance":
+            mine(var_power=1.0),
+        "no noise was added: that is deterministic DDIM (η = 0)":
+            ddim(oracle, sde, x1, steps=n, grid="uniform"),
+    }
+    got = _call(name, fn, oracle, sde, x1.clone(), list(grid), [z.clone() for z in noises])
+    return _compare(name, got, want, wrong, what="x at grid[-1] (8 uniform steps)",
+                    ok="matches samplers.ancestral with the same noise, step for step")

@@ -160,3 +160,28 @@ def check_langevin_step(fn, n_chains: int = 4000, n_steps: int = 200) -> bool:
     _say(PASS, name, f"exact on 5 random cases; {n_chains} chains × {n_steps} steps on N(0, {v}) "
                      f"keep variance {float(y.var()):.3f} ≈ v/(1 − ε/2v) = {target:.3f}")
     return True
+
+
+@checker("dsm_loss")
+def check_dsm_loss(fn) -> bool:
+    """``fn(score_pred [B, D], noise [B, D], sigma [B]) -> [B]``: the denoising score
+    matching loss per sample, ‖s_θ(x_t) − ∇log q(x_t | x_0)‖² = ‖s_θ + ε/σ‖²."""
+    name = "dsm_loss"
+    g = _gen(31)
+    s, e = _randn((6, 3), g), _randn((6, 3), g)
+    sigma = _uniform(6, 0.1, 0.9, g)
+    sv = _view(sigma, s)
+    want = ((s + e / sv) ** 2).sum(1)
+    wrong = {
+        "the conditional score is ∇log q(x_t | x_0) = −(x_t − m x_0)/σ² = −ε/σ: the loss is "
+        "‖s + ε/σ‖², not ‖s − ε/σ‖²": ((s - e / sv) ** 2).sum(1),
+        "one power of σ: (x_t − m x_0)/σ² = σε/σ² = ε/σ": ((s + e / sv**2) ** 2).sum(1),
+        "the target is −ε/σ; the 1/σ is missing (that compares a score with a noise)":
+            ((s + e) ** 2).sum(1),
+        "one value per sample: sum over the coordinates, don't average": ((s + e / sv) ** 2).mean(1),
+    }
+    got = _call(name, fn, s.clone(), e.clone(), sigma.clone())
+    if not _compare(name, got, want, wrong, ok="", report=False):
+        return False
+    _say(PASS, name, "matches ‖s + ε/σ‖² per sample (= ‖ε − ε_θ‖²/σ² for ε_θ = −σ s)")
+    return True

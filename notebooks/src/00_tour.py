@@ -34,6 +34,22 @@
 # Package pieces: `diffusion_lab.model.GenerativeModel`, `diffusion_lab.widgets`,
 # `diffusion_lab.oracles`, `diffusion_lab.samplers`, `diffusion_lab.viz`.
 
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU (measured while other jobs shared it) |
+# |---|---|
+# | full run (default parameters) | ≈ 60–90 s |
+# | `QUICK=True` | ≈ 30–40 s |
+# | 30 guided digits, 20 steps | ≈ 15–30 s |
+#
+# **Good output:** the guided grid shows the digits 0–9 in their columns, clearly readable;
+# the classifier agrees on nearly all of them; the unguided digits are mostly readable, some
+# malformed. In the player $\hat x_0$ is a blurry blob of the right class by $t\approx0.5$.
+# The 2-D samples sit on eight equally populated modes. **Failure signs:** grey noise instead
+# of digits means the checkpoint did not load (check the path: notebooks run in
+# `notebooks/`); a `ValueError` about labels means a class outside 0–9.
+
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checked cells print the same either way
 PER_CLASS = 3  # guided samples per digit class
@@ -85,7 +101,31 @@ torch.set_num_threads(1)
 #
 # Every lesson derives its formulas, checks each one numerically, and then shows the package
 # `diffusion_lab` computing the same thing; you import from it what you have understood.
+
+# %% [markdown]
+# <a id="notation"></a>
+# ## Notation
 #
+# One set of symbols for the whole course (every lesson links back here):
+#
+# | symbol | meaning |
+# |---|---|
+# | $i = 1..T$ | the **discrete** DDPM step index: $\beta_i$, $\alpha_i = 1-\beta_i$, $\bar\alpha_i = \prod_{j\le i}\alpha_j$ (lessons 01, 03) |
+# | $t\in[0,1]$ | **continuous time**; step $i$ sits at $t_i = i/T$; $t = 0$ is data, $t = 1$ noise |
+# | $x_0$, $x_t$ | a data point; the noisy state at time $t$ |
+# | $m(t)$, $\sigma(t)$ | the marginal $x_t = m\,x_0 + \sigma\,\varepsilon$, $\varepsilon\sim\mathcal N(0,I)$; VP: $m=\sqrt{\bar\alpha(t)}$, $\sigma=\sqrt{1-\bar\alpha(t)}$ |
+# | $\beta(t)$, $B(t)$ | the VP rate and its integral $B=\int_0^t\beta$, $\bar\alpha(t) = e^{-B(t)}$ (lesson 02) |
+# | $\lambda(t)$ | the log-SNR $\log(m^2/\sigma^2)$ (`log_snr`); `half_log_snr` $=\lambda/2=\log(m/\sigma)$ |
+# | $f(t)$, $g(t)$ | the SDE $\mathrm dx = f\,x\,\mathrm dt + g\,\mathrm dw$ (lesson 05) |
+# | $\hat\varepsilon$, $\hat x_0$, $s$, $v$ | the network's noise, clean-data, score and $v$ predictions; $s = -\hat\varepsilon/\sigma$, $\hat x_0 = (x_t - \sigma\hat\varepsilon)/m$ (Tweedie, lesson 03 §5) |
+# | NFE | network function evaluations, the cost of a sampler (lesson 06) |
+#
+# **Where the DDPM betas sample the rate** (said once, used in 01 and 02): the original
+# `linspace(1e-4, 0.02, T)` is $\beta_i = \beta(s_i)/T$ at $s_i = (i-1)/(T-1)$ for the linear
+# rate $\beta(s) = 0.1 + 19.9\,s$; the package's `discrete_betas` instead takes
+# $\beta_i = 1-\bar\alpha(i/T)/\bar\alpha((i-1)/T)$, so that $\bar\alpha_i = \bar\alpha(t_i)$ exactly.
+
+# %% [markdown]
 # ## 2 · Load a bundled model
 #
 # `data/checkpoints/mnist_cond` holds a class-conditional U-Net trained for 9000 steps on
@@ -190,7 +230,7 @@ print(f"different seed, different samples: {not torch.equal(a, c)}")
 # shape is fixed long before the noise is gone, and the last steps only add detail.
 #
 # Press ▶ or drag the slider. Without a live kernel (on GitHub, or in CI) you see a static
-# strip of frames and an HTML animation instead.
+# strip of frames and an animated GIF instead.
 
 # %%
 player = recorder.player(panel_size=4.2)
@@ -203,7 +243,9 @@ player.show()
 # quantity the network learns has a closed form (`diffusion_lab.oracles`, lesson 05). Here the
 # data are **eight Gaussians on a circle**. The top row noises them forward: by $t=1$ they are
 # a shapeless Gaussian cloud. The bottom row runs the same sampler (DPM-Solver++), with the exact
-# noise predictor in place of a network, from fresh noise back to $t\approx0$.
+# noise predictor in place of a network, from fresh noise back to $t\approx0$. The columns are
+# **equally spaced in the log-SNR** $\lambda$ (not in $t$: in $t$, most of the change happens
+# in a short stretch and neighbouring panels look alike); the sampler's own steps are.
 
 # %%
 sde = model.sde  # the same VP SDE as the MNIST model
@@ -217,14 +259,17 @@ points = dpm_solver(oracle, sde, x1, steps=20, grid="logsnr", callback=path)
 states = [x1] + path.x
 times = np.array([1.0] + path.times)
 
-show_t = [0.0, 0.3, 0.5, 0.7, 1.0]
-fig, axes = plt.subplots(2, 5, figsize=(14, 6))
-for col, t in enumerate(show_t):
-    noisy = data if t == 0 else sde.marginal_sample(data, t, generator=g)[0]
-    scatter_2d(noisy, ax=axes[0, col], lim=3.2, title=f"forward: t = {t:.1f}")
-    k = int(np.argmin(np.abs(times - t)))  # the reverse state nearest in time
-    scatter_2d(states[k], ax=axes[1, col], lim=3.2, title=f"reverse: t = {times[k]:.3f}",
-               color="C3")
+# the 20 log-SNR steps: states 20, 16, ..., 0 are equally spaced in λ, from t_min to t = 1
+show_k = [20, 16, 12, 8, 4, 0]
+lam = sde.log_snr(torch.tensor(times[show_k]))
+# (the recorder keeps t as the sampler passed it, in float32: equal to ~1e-8)
+assert torch.allclose(torch.diff(lam), torch.diff(lam)[0].expand(5), rtol=1e-6)
+fig, axes = plt.subplots(2, 6, figsize=(16.8, 6))
+for col, k in enumerate(show_k):
+    t = float(times[k])
+    noisy = sde.marginal_sample(data, t, generator=g)[0]
+    scatter_2d(noisy, ax=axes[0, col], lim=3.2, title=f"forward: t = {t:.3f}, λ = {lam[col]:.1f}")
+    scatter_2d(states[k], ax=axes[1, col], lim=3.2, title=f"reverse: t = {t:.3f}", color="C3")
 fig.suptitle("top: data → noise (forward);  bottom: noise → data (reverse: read right to left)")
 fig.tight_layout()
 plt.show()
@@ -271,20 +316,5 @@ print(f"at least 99% of points within 5σ of a mode centre: {close >= 0.99}")
 # - On 2-D mixtures the exact noise predictor is known, and the same sampler carries noise
 #   back onto the eight modes with the right weights — the ground truth the later lessons
 #   test everything against.
-#
-# ## What to expect
-#
-# | | 2-core CPU (measured while other jobs shared it) |
-# |---|---|
-# | full run (default parameters) | ≈ 60–90 s |
-# | `QUICK=True` | ≈ 30–40 s |
-# | 30 guided digits, 20 steps | ≈ 15–30 s |
-#
-# **Good output:** the guided grid shows the digits 0–9 in their columns, clearly readable;
-# the classifier agrees on nearly all of them; the unguided digits are mostly readable, some
-# malformed. In the player $\hat x_0$ is a blurry blob of the right class by $t\approx0.5$.
-# The 2-D samples sit on eight equally populated modes. **Failure signs:** grey noise instead
-# of digits means the checkpoint did not load (check the path: notebooks run in
-# `notebooks/`); a `ValueError` about labels means a class outside 0–9.
 #
 # **Next:** 01 builds the forward process from scratch.

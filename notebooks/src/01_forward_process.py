@@ -32,8 +32,26 @@
 # **Prerequisites.** Gaussian random variables (mean, variance, independence);
 # sums and products of sequences; PyTorch tensors. Nothing from the other lessons.
 #
+# Notation: [the card in lesson 00](00_tour.ipynb#notation) ($i$ the discrete step index,
+# $t\in[0,1]$ the time, $m$, $\sigma$, $\lambda$ = log-SNR).
+#
 # Package pieces: `diffusion_lab.ddpm`, `diffusion_lab.sde.VPSDE`, `diffusion_lab.data`,
 # `diffusion_lab.viz`, `diffusion_lab.widgets`.
+
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters, kernel start included) | ≈ 15–40 s |
+# | `QUICK=True` | ≈ 15–30 s |
+#
+# **Good output:** every `assert` passes silently; the rescaled gap of section 4 collapses
+# onto $c(t)$ and the ratios are ≈ 10; in section 6 the measured correlations sit on the
+# curve; the animation shows digits dissolving into noise and the moons into a round blob.
+# **Failure signs:** a variance that keeps growing past 1 means the shrink factor
+# $\sqrt{1-\beta_i}$ is missing; means that do not decay mean $\bar\alpha$ was built from
+# $\beta$ instead of $1-\beta$; a KS p-value near 0 means non-Gaussian noise crept in.
 
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same lines either way
@@ -184,17 +202,21 @@ axes[0].set_xlabel("step $i$")
 axes[0].set_ylabel("$x_i$: mean ± 2 std")
 axes[0].set_title("iterated chain (markers) vs closed form (lines, bands)")
 axes[0].legend(fontsize="small", ncol=2)
-grid = torch.linspace(-4, 4, 400)
+grid = torch.linspace(-4, 4, 4001)
+peak = 0.0
 for i, colour in zip((10, 100, 250, 1000), ("C2", "C3", "C4", "C5"), strict=True):
     ab = alpha_bar[i]
-    axes[1].hist(kept[i][:, 0], bins=80, range=(-4, 4), density=True, alpha=0.35, color=colour)
+    axes[1].hist(kept[i][:, 0], bins=400, range=(-4, 4), density=True, alpha=0.35, color=colour)
     pdf = torch.exp(-0.5 * (grid - ab.sqrt() * x0[0]) ** 2 / (1 - ab)) / torch.sqrt(
         2 * math.pi * (1 - ab))
+    peak = max(peak, float(pdf.max()))
     axes[1].plot(grid, pdf, color=colour, label=f"i = {i}")
 axes[1].set_xlim(-4, 4)
-axes[1].set_ylim(0, 2.0)
+# the i = 10 density peaks near 9 (σ ≈ 0.04): a log axis shows it whole next to the wide ones
+axes[1].set_yscale("log")
+axes[1].set_ylim(1e-3, 1.5 * peak)
 axes[1].set_xlabel("$x_i$ (first coordinate, $x_0 = 1$)")
-axes[1].set_ylabel("density")
+axes[1].set_ylabel("density (log scale)")
 axes[1].set_title("histograms of the chain, closed-form densities")
 axes[1].legend(fontsize="small")
 fig.tight_layout()
@@ -429,7 +451,7 @@ plt.show()
 # These frames are **one run of the Markov chain** (`q_step` a thousand times), not
 # independent closed-form draws: a point wanders continuously, shrinking towards the
 # origin while noise piles up. Press ▶ or drag the slider. Without a live kernel (on
-# GitHub, or in CI) you see a static strip of frames and an HTML animation instead.
+# GitHub, or in CI) you see a static strip of frames and an animated GIF instead.
 
 # %%
 frame_steps = np.unique(np.round(np.linspace(0, 1, N_FRAMES) ** 2 * T).astype(int)).tolist()
@@ -463,20 +485,6 @@ player.show()
 # - The signal left in $x_i$ is measured by the correlation $\rho_i$ with $x_0$
 #   ($=\sqrt{\bar\alpha_i}$ for unit-variance data): digits and moons are mostly gone
 #   after ≈ 400–500 of the 1000 steps.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters, kernel start included) | ≈ 15–40 s |
-# | `QUICK=True` | ≈ 15–30 s |
-#
-# **Good output:** every `assert` passes silently; the rescaled gap of section 4 collapses
-# onto $c(t)$ and the ratios are ≈ 10; in section 6 the measured correlations sit on the
-# curve; the animation shows digits dissolving into noise and the moons into a round blob.
-# **Failure signs:** a variance that keeps growing past 1 means the shrink factor
-# $\sqrt{1-\beta_i}$ is missing; means that do not decay mean $\bar\alpha$ was built from
-# $\beta$ instead of $1-\beta$; a KS p-value near 0 means non-Gaussian noise crept in.
 #
 # **Next:** 02 studies the choice of the rate $\beta(t)$ itself; 03 learns to run this
 # chain backwards.

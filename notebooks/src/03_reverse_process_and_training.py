@@ -20,22 +20,42 @@
 # such a network on 2-D data.
 #
 # **Learning goals.** After this notebook you can
-# 1. derive the posterior $q(x_{t-1}\mid x_t, x_0)$ by completing the square, and check it
+# 1. derive the posterior $q(x_{i-1}\mid x_i, x_0)$ by completing the square, and check it
 #    against two independent computations;
 # 2. write the evidence lower bound (ELBO) of a diffusion model as a sum of KL terms
-#    $L_T + \sum_t L_{t-1} + L_0$ and evaluate it exactly for Gaussian data;
+#    $L_T + \sum_i L_{i-1} + L_0$ and evaluate it exactly for Gaussian data;
 # 3. explain why each KL term is a *weighted* ε-MSE, and why DDPM drops the weight
 #    ($L_\text{simple}$);
 # 4. train an MLP noise predictor on two moons with `diffusion_lab.training.train`, sample
-#    it with ancestral sampling, and judge the samples with a distance and its baseline.
+#    it with ancestral sampling, and judge the samples with a distance and its baseline;
+# 5. derive Tweedie's formula and denoising score matching, the bridge from ε-prediction to
+#    the score $s = -\varepsilon^*/\sigma$ of lessons 05–06.
 #
-# **Prerequisites.** 01 (the chain $q(x_t\mid x_{t-1})=\mathcal N(\sqrt{\alpha_t}\,x_{t-1},
-# \beta_t I)$ and its closed form $q(x_t\mid x_0)=\mathcal N(\sqrt{\bar\alpha_t}\,x_0,
-# (1-\bar\alpha_t)I)$), 02 (schedules); Gaussian densities and the KL divergence; PyTorch.
+# **Prerequisites.** 01 (the chain $q(x_i\mid x_{i-1})=\mathcal N(\sqrt{\alpha_i}\,x_{i-1},
+# \beta_i I)$ and its closed form $q(x_i\mid x_0)=\mathcal N(\sqrt{\bar\alpha_i}\,x_0,
+# (1-\bar\alpha_i)I)$), 02 (schedules); Gaussian densities and the KL divergence; PyTorch.
 #
 # Package pieces: `diffusion_lab.ddpm.DiscreteDDPM`, `diffusion_lab.oracles`,
 # `diffusion_lab.nets.MLP`, `diffusion_lab.training.train`, `diffusion_lab.samplers.sample`,
 # `diffusion_lab.metrics`, `diffusion_lab.widgets.TrajectoryRecorder`.
+
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters) | ≈ 70 s measured on a busy machine (training ≈ 35 s of it) |
+# | `QUICK=True` | ≈ 30–35 s (kernel start ≈ 10–15 s of it) |
+#
+# **Good output:** the checks pass silently; the loss drops from 1 to about 0.22 within a few
+# hundred steps and then creeps down (it cannot reach 0: at small $t$, $x_t\approx x_0$ says
+# almost nothing about $\varepsilon$ — section 2 shows where this irreducible loss lives); the model's $SW_2$ is within about 1.5× the data-vs-data baseline
+# (≈ 0.05 vs 0.03) and far below the Gaussian fit's (≈ 0.23); the samples show two sharp moons
+# with a few stragglers between them. With `QUICK=True` (600 steps) the moons are blurrier —
+# that is expected.
+# **Failure signs:** a loss stuck at 1.0 (the network ignores its input — check the learning
+# rate); samples in a blob (too few steps, or a sampler called with `t` in steps instead of
+# $[0,1]$); `nan` in the samples (a learning rate too high, or float16).
 
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same numbers either way
@@ -46,11 +66,13 @@ N_SAMPLES = 2000  # points drawn from the trained model (and from the data, for 
 SAMPLE_STEPS = 200  # ancestral sampling steps
 N_MC = 200_000  # Monte Carlo draws for the ELBO check (section 2)
 N_FRAMES = 11  # frames of the reverse-trajectory player
+N_TWEEDIE = 200_000  # data draws for the Tweedie / DSM checks (section 5)
 SEED = 0
 
 # %%
 if QUICK:
     N_DATA, TRAIN_STEPS, N_SAMPLES, SAMPLE_STEPS, N_MC, N_FRAMES = 5000, 600, 1000, 100, 50_000, 6
+    N_TWEEDIE = 50_000
 
 # %%
 import math
@@ -84,33 +106,35 @@ sde = VPSDE(sched)
 print(chain)
 
 # %% [markdown]
-# ## 1 · The posterior $q(x_{t-1}\mid x_t, x_0)$ by completing the square
+# ## 1 · The posterior $q(x_{i-1}\mid x_i, x_0)$ by completing the square
 #
-# Write $\alpha_t = 1-\beta_t$ and $\bar\alpha_t=\prod_{s\le t}\alpha_s$ (DDPM index $t=1..T$).
-# The reverse of one forward step, $q(x_{t-1}\mid x_t)$, needs the unknown data
+# Notation ([card in 00](00_tour.ipynb#notation)): $i = 1..T$ is the discrete DDPM step index,
+# $t = i/T \in [0,1]$ the time, $m = \sqrt{\bar\alpha}$, $\sigma = \sqrt{1-\bar\alpha}$.
+# Write $\alpha_i = 1-\beta_i$ and $\bar\alpha_i=\prod_{j\le i}\alpha_j$ (DDPM index $i=1..T$).
+# The reverse of one forward step, $q(x_{i-1}\mid x_i)$, needs the unknown data
 # distribution. But **conditioned on $x_0$** it is a Gaussian we can write down. By Bayes,
-# and because the chain is Markov ($q(x_t\mid x_{t-1}, x_0) = q(x_t\mid x_{t-1})$),
-# $$q(x_{t-1}\mid x_t,x_0) = \frac{q(x_t\mid x_{t-1})\,q(x_{t-1}\mid x_0)}{q(x_t\mid x_0)}
-# \;\propto\; \exp\!\Big(-\frac{(x_t-\sqrt{\alpha_t}\,x_{t-1})^2}{2\beta_t}
-# -\frac{(x_{t-1}-\sqrt{\bar\alpha_{t-1}}\,x_0)^2}{2(1-\bar\alpha_{t-1})}\Big)$$
-# (per coordinate; the denominator does not depend on $x_{t-1}$). The exponent is a
-# quadratic in $x_{t-1}$: $-\tfrac12\big(A\,x_{t-1}^2 - 2B\,x_{t-1}\big) + \text{const}$ with
-# $$A = \frac{\alpha_t}{\beta_t} + \frac{1}{1-\bar\alpha_{t-1}}
-# = \frac{\alpha_t(1-\bar\alpha_{t-1}) + \beta_t}{\beta_t(1-\bar\alpha_{t-1})}
-# = \frac{1-\bar\alpha_t}{\beta_t(1-\bar\alpha_{t-1})},
-# \qquad B = \frac{\sqrt{\alpha_t}}{\beta_t}\,x_t + \frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}\,x_0$$
-# (using $\alpha_t - \alpha_t\bar\alpha_{t-1} + \beta_t = 1-\bar\alpha_t$). Completing the square,
-# $-\tfrac12 A(x_{t-1} - B/A)^2 + \text{const}$, so the posterior is Gaussian with
-# $$\boxed{\;\tilde\beta_t = \frac1A = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t,\qquad
-# \tilde\mu_t = \frac BA = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
-# + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t\;}$$
+# and because the chain is Markov ($q(x_i\mid x_{i-1}, x_0) = q(x_i\mid x_{i-1})$),
+# $$q(x_{i-1}\mid x_i,x_0) = \frac{q(x_i\mid x_{i-1})\,q(x_{i-1}\mid x_0)}{q(x_i\mid x_0)}
+# \;\propto\; \exp\!\Big(-\frac{(x_i-\sqrt{\alpha_i}\,x_{i-1})^2}{2\beta_i}
+# -\frac{(x_{i-1}-\sqrt{\bar\alpha_{i-1}}\,x_0)^2}{2(1-\bar\alpha_{i-1})}\Big)$$
+# (per coordinate; the denominator does not depend on $x_{i-1}$). The exponent is a
+# quadratic in $x_{i-1}$: $-\tfrac12\big(A\,x_{i-1}^2 - 2B\,x_{i-1}\big) + \text{const}$ with
+# $$A = \frac{\alpha_i}{\beta_i} + \frac{1}{1-\bar\alpha_{i-1}}
+# = \frac{\alpha_i(1-\bar\alpha_{i-1}) + \beta_i}{\beta_i(1-\bar\alpha_{i-1})}
+# = \frac{1-\bar\alpha_i}{\beta_i(1-\bar\alpha_{i-1})},
+# \qquad B = \frac{\sqrt{\alpha_i}}{\beta_i}\,x_i + \frac{\sqrt{\bar\alpha_{i-1}}}{1-\bar\alpha_{i-1}}\,x_0$$
+# (using $\alpha_i - \alpha_i\bar\alpha_{i-1} + \beta_i = 1-\bar\alpha_i$). Completing the square,
+# $-\tfrac12 A(x_{i-1} - B/A)^2 + \text{const}$, so the posterior is Gaussian with
+# $$\boxed{\;\tilde\beta_i = \frac1A = \frac{1-\bar\alpha_{i-1}}{1-\bar\alpha_i}\,\beta_i,\qquad
+# \tilde\mu_i = \frac BA = \frac{\sqrt{\bar\alpha_{i-1}}\,\beta_i}{1-\bar\alpha_i}\,x_0
+# + \frac{\sqrt{\alpha_i}\,(1-\bar\alpha_{i-1})}{1-\bar\alpha_i}\,x_i\;}$$
 #
-# **Check it twice, independently.** (a) $(x_{t-1}, x_t)$ given $x_0$ is jointly Gaussian with
-# $\operatorname{Var}x_{t-1} = 1-\bar\alpha_{t-1}$, $\operatorname{Var}x_t = 1-\bar\alpha_t$ and
-# $\operatorname{Cov}(x_{t-1},x_t) = \sqrt{\alpha_t}(1-\bar\alpha_{t-1})$; the Gaussian
+# **Check it twice, independently.** (a) $(x_{i-1}, x_i)$ given $x_0$ is jointly Gaussian with
+# $\operatorname{Var}x_{i-1} = 1-\bar\alpha_{i-1}$, $\operatorname{Var}x_i = 1-\bar\alpha_i$ and
+# $\operatorname{Cov}(x_{i-1},x_i) = \sqrt{\alpha_i}(1-\bar\alpha_{i-1})$; the Gaussian
 # conditioning formula (Schur complement) gives mean and variance without any square to
 # complete. (b) Bayes' rule done numerically: multiply the two densities on a fine grid of
-# $x_{t-1}$, normalise by the trapezoid rule, and take the moments.
+# $x_{i-1}$, normalise by the trapezoid rule, and take the moments.
 # Then ask the package: `DiscreteDDPM.posterior(x_t, x_0, t)`.
 
 # %%
@@ -147,7 +171,7 @@ def posterior_by_quadrature(x_t, x0, t, n_grid=200_001):
 # NBVAL_CHECK_OUTPUT
 x0 = torch.randn(6, generator=torch.Generator().manual_seed(1))
 x_t = torch.randn(6, generator=torch.Generator().manual_seed(2))
-print(f"{'t':>5} {'β̃_t':>11} {'max|Δmean| cond':>16} {'quad':>9} {'package':>9}")
+print(f"{'i':>5} {'β̃_i':>11} {'max|Δmean| cond':>16} {'quad':>9} {'package':>9}")
 for t in (2, 10, 100, 500, 1000):
     mean, var = posterior_by_completing_the_square(x_t, x0, t)
     mean_c, var_c = posterior_by_conditioning(x_t, x0, t)
@@ -160,17 +184,17 @@ for t in (2, 10, 100, 500, 1000):
     print(f"{t:>5} {var:11.4e} {'< 1e-12':>16} {'< 1e-8σ':>9} {'< 1e-12':>9}")
 
 # %% [markdown]
-# Two facts to read off the formula. $\tilde\beta_t < \beta_t$: knowing $x_0$ makes the step
-# back *less* uncertain than the step forward. And at $t=1$, $\bar\alpha_0=1$ gives
+# Two facts to read off the formula. $\tilde\beta_i < \beta_i$: knowing $x_0$ makes the step
+# back *less* uncertain than the step forward. And at $i=1$, $\bar\alpha_0=1$ gives
 # $\tilde\beta_1 = 0$, $\tilde\mu_1 = x_0$: the last step back is deterministic.
 #
 # The mean is a blend of the clean image and the noisy one. Replacing
-# $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$ (the closed form of
-# 01, with the noise $\varepsilon$ that produced $x_t$) turns it into
-# $$\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big).$$
-# (Expand: the $x_t$ coefficient becomes $\frac{\sqrt{\bar\alpha_{t-1}}\beta_t/\sqrt{\bar\alpha_t}
-# + \sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} = \frac{\beta_t + \alpha_t - \bar\alpha_t}
-# {\sqrt{\alpha_t}(1-\bar\alpha_t)} = \frac1{\sqrt{\alpha_t}}$.) **Knowing the noise is as good
+# $x_0 = (x_i - \sqrt{1-\bar\alpha_i}\,\varepsilon)/\sqrt{\bar\alpha_i}$ (the closed form of
+# 01, with the noise $\varepsilon$ that produced $x_i$) turns it into
+# $$\tilde\mu_i = \frac{1}{\sqrt{\alpha_i}}\Big(x_i - \frac{\beta_i}{\sqrt{1-\bar\alpha_i}}\,\varepsilon\Big).$$
+# (Expand: the $x_i$ coefficient becomes $\frac{\sqrt{\bar\alpha_{i-1}}\beta_i/\sqrt{\bar\alpha_i}
+# + \sqrt{\alpha_i}(1-\bar\alpha_{i-1})}{1-\bar\alpha_i} = \frac{\beta_i + \alpha_i - \bar\alpha_i}
+# {\sqrt{\alpha_i}(1-\bar\alpha_i)} = \frac1{\sqrt{\alpha_i}}$.) **Knowing the noise is as good
 # as knowing $x_0$.** That is the whole idea of ε-prediction.
 
 # %%
@@ -188,44 +212,44 @@ print("μ̃ written with ε equals the posterior mean: max error < 1e-12")
 # %% [markdown]
 # ## 2 · The ELBO and its KL terms
 #
-# The model is a reverse chain $p_\theta(x_{0:T}) = p(x_T)\prod_{t=1}^T p_\theta(x_{t-1}\mid x_t)$
+# The model is a reverse chain $p_\theta(x_{0:T}) = p(x_T)\prod_{i=1}^T p_\theta(x_{i-1}\mid x_i)$
 # with $p(x_T)=\mathcal N(0,I)$. Its likelihood $p_\theta(x_0)=\int p_\theta(x_{0:T})\,\mathrm dx_{1:T}$
 # is intractable, but Jensen's inequality with the forward chain as the proposal bounds it:
 # $$-\log p_\theta(x_0) \le \mathbb E_{q(x_{1:T}\mid x_0)}\Big[-\log\frac{p_\theta(x_{0:T})}
 # {q(x_{1:T}\mid x_0)}\Big] =: -\text{ELBO}(x_0).$$
 # Rewrite every forward factor with Bayes' rule *conditioned on $x_0$*,
-# $q(x_t\mid x_{t-1}) = q(x_{t-1}\mid x_t,x_0)\,q(x_t\mid x_0)/q(x_{t-1}\mid x_0)$ for $t\ge2$.
-# The ratios $q(x_t\mid x_0)/q(x_{t-1}\mid x_0)$ telescope to $q(x_T\mid x_0)/q(x_1\mid x_0)$, and
+# $q(x_i\mid x_{i-1}) = q(x_{i-1}\mid x_i,x_0)\,q(x_i\mid x_0)/q(x_{i-1}\mid x_0)$ for $i\ge2$.
+# The ratios $q(x_i\mid x_0)/q(x_{i-1}\mid x_0)$ telescope to $q(x_T\mid x_0)/q(x_1\mid x_0)$, and
 # the bound splits into three kinds of terms (Ho et al. 2020, eq. 5):
 # $$-\text{ELBO} = \underbrace{\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T}
-# + \sum_{t=2}^{T}\underbrace{\mathbb E_q\,\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,
-# p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
+# + \sum_{i=2}^{T}\underbrace{\mathbb E_q\,\mathrm{KL}\big(q(x_{i-1}\mid x_i,x_0)\,\|\,
+# p_\theta(x_{i-1}\mid x_i)\big)}_{L_{i-1}}
 # \;\underbrace{-\;\mathbb E_q\log p_\theta(x_0\mid x_1)}_{L_0}.$$
 # $L_T$ has no parameters (it is tiny when $\bar\alpha_T\approx 0$); $L_0$ is a decoder term;
-# the $L_{t-1}$ compare the *tractable* posterior of section 1 with the model's step.
+# the $L_{i-1}$ compare the *tractable* posterior of section 1 with the model's step.
 #
 # ### Why a KL between Gaussians is a weighted ε-MSE
 #
-# Take $p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta(x_t,t), \sigma_t^2 I)$ with a fixed
-# $\sigma_t^2$. For two Gaussians in $d$ dimensions,
+# Take $p_\theta(x_{i-1}\mid x_i) = \mathcal N(\mu_\theta(x_i,i), \sigma_i^2 I)$ with a fixed
+# $\sigma_i^2$. For two Gaussians in $d$ dimensions,
 # $$\mathrm{KL}\big(\mathcal N(\tilde\mu,\tilde\beta I)\,\|\,\mathcal N(\mu_\theta,\sigma^2 I)\big)
 # = \frac{\|\tilde\mu-\mu_\theta\|^2}{2\sigma^2}
 # + \frac d2\Big(\frac{\tilde\beta}{\sigma^2} - 1 - \log\frac{\tilde\beta}{\sigma^2}\Big),$$
-# and the second part does not depend on $\theta$ (it is $0$ for $\sigma_t^2 = \tilde\beta_t$).
+# and the second part does not depend on $\theta$ (it is $0$ for $\sigma_i^2 = \tilde\beta_i$).
 # Parameterise the model mean *like the posterior mean of section 1*, with a network
 # $\varepsilon_\theta$ in place of the true noise:
-# $\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon_\theta(x_t,t)\big)$.
-# The $x_t$ parts cancel in the difference, and
-# $$L_{t-1} = \mathbb E_{x_0,\varepsilon}\Big[\,w_t\,\big\|\varepsilon - \varepsilon_\theta(x_t, t)\big\|^2\Big]
-# + \text{const},\qquad w_t = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}
-# \overset{\sigma_t^2=\tilde\beta_t}{=} \frac{\beta_t}{2\alpha_t(1-\bar\alpha_{t-1})}.$$
+# $\mu_\theta = \frac{1}{\sqrt{\alpha_i}}\big(x_i - \frac{\beta_i}{\sqrt{1-\bar\alpha_i}}\varepsilon_\theta(x_i,i)\big)$.
+# The $x_i$ parts cancel in the difference, and
+# $$L_{i-1} = \mathbb E_{x_0,\varepsilon}\Big[\,w_i\,\big\|\varepsilon - \varepsilon_\theta(x_i, i)\big\|^2\Big]
+# + \text{const},\qquad w_i = \frac{\beta_i^2}{2\sigma_i^2\,\alpha_i\,(1-\bar\alpha_i)}
+# \overset{\sigma_i^2=\tilde\beta_i}{=} \frac{\beta_i}{2\alpha_i(1-\bar\alpha_{i-1})}.$$
 #
 # **Check on a 1-D Gaussian.** Data $x_0\sim\mathcal N(\mu, s^2)$ with $\mu=0.5$, $s=0.3$; the
-# exact noise predictor $\varepsilon^*(x_t,t) = \mathbb E[\varepsilon\mid x_t]$ comes from
+# exact noise predictor $\varepsilon^*(x_i,i) = \mathbb E[\varepsilon\mid x_i]$ comes from
 # `diffusion_lab.oracles.GaussianOracle` (the chain visits the VP SDE's marginals exactly, so
-# the continuous oracle at $t/T$ is exact for the chain). For random $(x_0,\varepsilon,t)$ we
+# the continuous oracle at time $t = i/T$ is exact for the chain). For random $(x_0,\varepsilon,i)$ we
 # compute the KL **by quadrature** of $\int q\log(q/p)$ — no formula assumed — and compare
-# with $w_t(\varepsilon-\varepsilon^*)^2$.
+# with $w_i(\varepsilon-\varepsilon^*)^2$.
 
 # %%
 mu, s = 0.5, 0.3
@@ -253,7 +277,7 @@ def weight(t):
 # %%
 # NBVAL_CHECK_OUTPUT
 g = torch.Generator().manual_seed(4)
-print(f"{'t':>5} {'w_t':>9} {'KL (quadrature)':>16} {'w_t (ε−ε*)²':>13} {'rel. diff':>10}")
+print(f"{'i':>5} {'w_i':>9} {'KL (quadrature)':>16} {'w_i (ε−ε*)²':>13} {'rel. diff':>10}")
 for t in (2, 20, 200, 600, 1000):
     x0 = mu + s * torch.randn(1, generator=g)
     x_t, eps = chain.q_sample(x0, t, generator=g)
@@ -268,21 +292,21 @@ for t in (2, 20, 200, 600, 1000):
 # %% [markdown]
 # ### The whole bound, exactly, for Gaussian data
 #
-# With the exact $\varepsilon^* = \mathbb E[\varepsilon\mid x_t]$, the expected squared error is
-# the posterior variance of the noise. For 1-D Gaussian data, $x_t = \sqrt{\bar\alpha_t}x_0 +
-# \sqrt{1-\bar\alpha_t}\varepsilon$ is Gaussian and
-# $\mathbb E(\varepsilon-\varepsilon^*)^2 = \operatorname{Var}(\varepsilon\mid x_t)
-# = \frac{\bar\alpha_t s^2}{\bar\alpha_t s^2 + 1-\bar\alpha_t}$. So, averaged over the data,
-# $$L_{t-1} = w_t\,\frac{\bar\alpha_t s^2}{\bar\alpha_t s^2 + 1-\bar\alpha_t},\qquad
+# With the exact $\varepsilon^* = \mathbb E[\varepsilon\mid x_i]$, the expected squared error is
+# the posterior variance of the noise. For 1-D Gaussian data, $x_i = \sqrt{\bar\alpha_i}x_0 +
+# \sqrt{1-\bar\alpha_i}\varepsilon$ is Gaussian and
+# $\mathbb E(\varepsilon-\varepsilon^*)^2 = \operatorname{Var}(\varepsilon\mid x_i)
+# = \frac{\bar\alpha_i s^2}{\bar\alpha_i s^2 + 1-\bar\alpha_i}$. So, averaged over the data,
+# $$L_{i-1} = w_i\,\frac{\bar\alpha_i s^2}{\bar\alpha_i s^2 + 1-\bar\alpha_i},\qquad
 # L_T = \tfrac12\big[(1-\bar\alpha_T) + \bar\alpha_T(\mu^2+s^2) - 1 - \log(1-\bar\alpha_T)\big],$$
 # and with the decoder $p_\theta(x_0\mid x_1)=\mathcal N(\hat x_0(x_1), \beta_1)$ (its mean is
-# $\mu_\theta$ at $t=1$, which equals Tweedie's $\hat x_0$), $L_0 = \tfrac12\log(2\pi\beta_1) +
+# $\mu_\theta$ at $i=1$, which equals Tweedie's $\hat x_0$), $L_0 = \tfrac12\log(2\pi\beta_1) +
 # \frac{\mathbb E(x_0-\hat x_0)^2}{2\beta_1}$ with $\mathbb E(x_0-\hat x_0)^2 =
 # \frac{(1-\bar\alpha_1)s^2}{\bar\alpha_1 s^2+1-\bar\alpha_1}$.
 # The bound must lie above the true negative log-likelihood
 # $\mathbb E[-\log p(x_0)] = \tfrac12\log(2\pi e s^2)$. A Monte Carlo estimate of
-# $\sum_t L_{t-1}$ checks the closed form: draw $t$ with probability $w_t/W$, $W=\sum_{t\ge2} w_t$
-# (importance sampling: the big weights near $t=1$ would otherwise dominate the variance),
+# $\sum_i L_{i-1}$ checks the closed form: draw $i$ with probability $w_i/W$, $W=\sum_{i\ge2} w_i$
+# (importance sampling: the big weights near $i=1$ would otherwise dominate the variance),
 # then $x_0$ and $\varepsilon$, and average $W(\varepsilon-\varepsilon^*)^2$ — an unbiased estimate
 # whatever the proposal, so it does not lean on the closed form it tests.
 
@@ -298,7 +322,7 @@ err_dec = float((1 - ab[1]) * s**2 / (ab[1] * s**2 + 1 - ab[1]))
 L_0 = 0.5 * math.log(2 * math.pi * float(b[0])) + err_dec / (2 * float(b[0]))
 neg_elbo = L_T + L_mid + L_0
 nll = 0.5 * math.log(2 * math.pi * math.e * s**2)
-print(f"L_T = {L_T:.3e}   Σ L_(t-1) = {L_mid:.4f}   L_0 = {L_0:.4f}   nats")
+print(f"L_T = {L_T:.3e}   Σ L_(i-1) = {L_mid:.4f}   L_0 = {L_0:.4f}   nats")
 print(f"-ELBO = {neg_elbo:.4f} ≥ NLL = {nll:.4f} nats (gap {neg_elbo - nll:.3f})")
 assert nll < neg_elbo
 
@@ -311,37 +335,54 @@ x_t, eps = chain.q_sample(x0, t_mc, generator=g)
 e_star = oracle(x_t[:, None], t_mc / T)[:, 0]
 terms = W * (eps - e_star) ** 2
 se = float(terms.std()) / math.sqrt(N_MC)
-print(f"Monte Carlo Σ L_(t-1) = {terms.mean():.4f} ± {se:.4f}  (closed form {L_mid:.4f})")
+print(f"Monte Carlo Σ L_(i-1) = {terms.mean():.4f} ± {se:.4f}  (closed form {L_mid:.4f})")
 assert abs(float(terms.mean()) - L_mid) < 5 * se
 
 # %% [markdown]
 # The gap is not a bug: even with the *exact* mean, a reverse step with the fixed variance
-# $\tilde\beta_t$ is not the true reverse step (whose variance also carries the uncertainty
+# $\tilde\beta_i$ is not the true reverse step (whose variance also carries the uncertainty
 # about $x_0$), and the ELBO charges for that. Learned or analytic variances (Nichol &
 # Dhariwal 2021; Bao et al. 2022) close most of it.
 #
 # ### $L_\text{simple}$: drop the weight
 #
-# The weights $w_t$ span three orders of magnitude: the ELBO spends its attention on the last,
-# almost noise-free steps, where errors are invisible in samples. Ho et al. found that
+# The weights $w_i$ span about two orders of magnitude (largest / smallest ≈ 120, printed
+# below): the ELBO spends its attention on the last, almost noise-free steps, where errors
+# are invisible in samples. Ho et al. found that
 # dropping them — training on
-# $$L_\text{simple} = \mathbb E_{t\sim\mathcal U\{1..T\},\,x_0,\,\varepsilon}
-# \big\|\varepsilon - \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\, t)\big\|^2$$
+# $$L_\text{simple} = \mathbb E_{i\sim\mathcal U\{1..T\},\,x_0,\,\varepsilon}
+# \big\|\varepsilon - \varepsilon_\theta(\sqrt{\bar\alpha_i}x_0 + \sqrt{1-\bar\alpha_i}\,\varepsilon,\, i)\big\|^2$$
 # — gives better samples. Every term is still minimised by the same $\varepsilon^*$, so the
 # reweighting changes which errors the network trades off, not what it learns in the limit.
 # The package's continuous-time version (`diffusion_lab.training.eps_loss`) draws
 # $t\sim\mathcal U[t_{\min},1]$ instead of an integer index.
 
+# The second panel also shows where the *irreducible* part of the loss lives. Even the exact
+# $\varepsilon^*$ leaves $\mathbb E(\varepsilon-\varepsilon^*)^2 = \operatorname{Var}(\varepsilon\mid x_i)$.
+# At large $t$, $x_i\approx\varepsilon$ and the noise is almost *fully* predictable
+# ($\operatorname{Var}\to 0$); at small $t$, $x_i\approx x_0$ carries almost no trace of
+# $\varepsilon$, and the error approaches its maximum, 1. The cell asserts both.
+
 # %%
+# NBVAL_CHECK_OUTPUT
+ratio_w = float(w_all.max() / w_all.min())
+print(f"w_i: largest / smallest = {ratio_w:.0f} (at i = {2 + int(w_all.argmax())} "
+      f"and i = {2 + int(w_all.argmin())})")
+assert 100 < ratio_w < 150
+print(f"Var(ε | x_i): {float(var_eps[0]):.3f} at i = 2, {float(var_eps[-1]):.1e} at i = T; "
+      f"the ELBO term L_(i-1) peaks at i = {2 + int((w_all * var_eps).argmax())}")
+assert bool((var_eps[1:] <= var_eps[:-1]).all()) and var_eps[0] > 0.99 and var_eps[-1] < 1e-3
+assert int((w_all * var_eps).argmax()) == 0
+
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 axes[0].semilogy(tt / T, w_all)
-axes[0].set_xlabel("$t/T$")
-axes[0].set_ylabel("ELBO weight $w_t$")
-axes[0].set_title(r"$w_t=\beta_t/(2\alpha_t(1-\bar\alpha_{t-1}))$")
-axes[1].semilogy(tt / T, w_all * var_eps, label=r"$L_{t-1}$ with $\varepsilon^*$ (ELBO)")
+axes[0].set_xlabel("$t = i/T$")
+axes[0].set_ylabel("ELBO weight $w_i$")
+axes[0].set_title(r"$w_i=\beta_i/(2\alpha_i(1-\bar\alpha_{i-1}))$")
+axes[1].semilogy(tt / T, w_all * var_eps, label=r"$L_{i-1}$ with $\varepsilon^*$ (ELBO)")
 axes[1].semilogy(tt / T, var_eps, "--",
                  label=r"unweighted $\mathbb{E}(\varepsilon-\varepsilon^*)^2$")
-axes[1].set_xlabel("$t/T$")
+axes[1].set_xlabel("$t = i/T$")
 axes[1].set_ylabel("nats / squared error")
 axes[1].set_title("where the loss lives (Gaussian data, s = 0.3)")
 axes[1].legend(fontsize="small")
@@ -462,42 +503,133 @@ plt.show()
 # error of the network a hundredfold and scatters widely; soon after, it collapses near the data
 # mean (at high noise the best guess is the average), and the two moons appear in $\hat x_0$
 # well before they appear in $x_t$. Press ▶ or drag the slider;
-# without a live kernel you see a static strip and an HTML animation.
+# without a live kernel you see a static strip and an animated GIF.
 
 # %%
 player = recorder.player(lim=2.6)
 player.show()
 
 # %% [markdown]
+# ## 5 · From ε to the score: Tweedie's formula and denoising score matching
+#
+# Lessons 05–06 drive samplers with the **score** $\nabla\log p_t$ and write it as
+# $s = -\hat\varepsilon/\sigma$. Here is why, in two identities (time $t\in[0,1]$ again;
+# $x_t = m x_0 + \sigma\varepsilon$).
+#
+# **Tweedie's formula.** $p_t(x) = \int p_0(x_0)\,\mathcal N(x; m x_0, \sigma^2 I)\,\mathrm dx_0$.
+# Differentiate under the integral, with $\nabla_x\mathcal N(x; m x_0,\sigma^2 I) =
+# \mathcal N\cdot(m x_0 - x)/\sigma^2$:
+# $$\nabla p_t(x) = \int p_0(x_0)\,\mathcal N(x; m x_0,\sigma^2 I)\,\frac{m x_0 - x}{\sigma^2}\,\mathrm dx_0
+# \;\Longrightarrow\; \nabla\log p_t(x) = \frac{m\,\mathbb E[x_0\mid x_t = x] - x}{\sigma^2}$$
+# (divide by $p_t(x)$; what remains is a posterior expectation). Rearranged,
+# $$\boxed{\;\mathbb E[x_0\mid x_t] = \frac{x_t + \sigma^2\,\nabla\log p_t(x_t)}{m}\;}\qquad\text{and, with }
+# \varepsilon = \frac{x_t - m x_0}{\sigma}:\qquad \mathbb E[\varepsilon\mid x_t] = -\sigma\,\nabla\log p_t(x_t).$$
+# The exact noise predictor $\varepsilon^* = \mathbb E[\varepsilon\mid x_t]$ that $L_\text{simple}$
+# learns (section 2) *is* the score, scaled: $s = -\varepsilon^*/\sigma$.
+#
+# **Denoising score matching (DSM).** Fitting a score model $s_\theta$ to $\nabla\log p_t$ needs
+# the unknown $p_t$. Vincent (2011): the conditional score is known,
+# $\nabla_{x_t}\log q(x_t\mid x_0) = -(x_t - m x_0)/\sigma^2 = -\varepsilon/\sigma$, and
+# $$\mathbb E\big\|s_\theta(x_t) + \varepsilon/\sigma\big\|^2 = \mathbb E\big\|s_\theta(x_t) - \nabla\log p_t(x_t)\big\|^2 + C,$$
+# with $C$ independent of $\theta$: expand both squares; the cross terms agree because
+# $\mathbb E[\varepsilon/\sigma\mid x_t] = -\nabla\log p_t$ (Tweedie). With $s_\theta = -\varepsilon_\theta/\sigma$,
+# $\|s_\theta + \varepsilon/\sigma\|^2 = \|\varepsilon - \varepsilon_\theta\|^2/\sigma^2$: **the DSM loss is the
+# ε-loss reweighted by $1/\sigma^2$.** Same minimiser, another weighting over $t$ — like $w_i$ in
+# section 2.
+#
+# **Four names for one output.** A network that predicts any one of these determines the others
+# at the same $(x_t, t)$ (`diffusion_lab.parameterizations`):
+#
+# | target | from $\hat\varepsilon$ | back to $\hat\varepsilon$ |
+# |---|---|---|
+# | $\hat x_0$ | `eps_to_x0`: $(x - \sigma\hat\varepsilon)/m$ | `x0_to_eps`: $(x - m\hat x_0)/\sigma$ |
+# | score $s$ | `eps_to_score`: $-\hat\varepsilon/\sigma$ | `score_to_eps`: $-\sigma s$ |
+# | $v$ | `eps_to_v`: $m\hat\varepsilon - \sigma\hat x_0$ | `v_to_eps`: $(\sigma x + m v)/(m^2+\sigma^2)$ |
+# | $\hat x_0$ from $s$ (Tweedie) | `score_to_x0`: $(x + \sigma^2 s)/m$ | `x0_to_score`: $(m\hat x_0 - x)/\sigma^2$ |
+#
+# **Check both identities numerically** on the eight-Gaussians mixture `mix` of section 4.
+# (1) Tweedie: for a few points $x_t$, the posterior mean from the oracle's score vs a Monte
+# Carlo posterior mean — draw $x_0^{(j)}$ from the data, weight each by the likelihood
+# $\mathcal N(x_t; m x_0^{(j)},\sigma^2 I)$ (self-normalised importance sampling), tolerance five
+# standard errors. (2) DSM: for three score models — the exact score, a perturbed one and the
+# $\mathcal N(0, I)$ score $-x$ — DSM minus explicit score matching must be the same constant $C$,
+# and DSM must equal the ε-loss over $\sigma^2$.
+
+# %%
+from diffusion_lab import parameterizations as P  # noqa: E402
+
+f64 = torch.float64
+g = torch.Generator().manual_seed(9)
+prior = mix.sample(N_TWEEDIE, generator=g).to(f64)  # x_0^(j) ~ data
+print(f"{'t':>4} {'x_t':>16} {'Tweedie (score)':>18} {'Monte Carlo':>18} {'|Δ| / s.e.':>11}")
+for t in (0.1, 0.3, 0.6):
+    m, sg = sde.marginal(torch.tensor(t, dtype=f64))
+    x = m * mix.sample(3, generator=g).to(f64) + sg * torch.randn(3, 2, generator=g, dtype=f64)
+    tweedie = P.score_to_x0(x, mix.score(x, torch.full((3,), t, dtype=f64)), m, sg)
+    # the package's conversions agree: x̂_0 via ε* = -σ s is the same number
+    assert torch.allclose(tweedie, P.eps_to_x0(x, mix.eps(x, torch.full((3,), t, dtype=f64)), m, sg))
+    w = torch.softmax(-((x[:, None] - m * prior[None]) ** 2).sum(-1) / (2 * sg**2), dim=1)
+    mc = w @ prior
+    se = ((w[..., None] ** 2) * (prior[None] - mc[:, None]) ** 2).sum(1).sqrt()
+    z = ((tweedie - mc).abs() / se).max().item()
+    assert z < 5, (t, z)
+    for k in range(3):
+        print(f"{t:4.1f} ({x[k, 0]:6.2f}, {x[k, 1]:5.2f}) ({tweedie[k, 0]:7.3f}, {tweedie[k, 1]:6.3f})"
+              f"  ({mc[k, 0]:7.3f}, {mc[k, 1]:6.3f}) {(tweedie[k] - mc[k]).abs().max() / se[k].max():11.2f}")
+
+# %%
+t_dsm = 0.3
+m, sg = sde.marginal(torch.tensor(t_dsm, dtype=f64))
+x0_d = mix.sample(N_TWEEDIE, generator=g).to(f64)
+eps_d = torch.randn(x0_d.shape, generator=g, dtype=f64)
+x_d = m * x0_d + sg * eps_d
+tt_d = torch.full((N_TWEEDIE,), t_dsm, dtype=f64)
+true_score = mix.score(x_d, tt_d)
+models = {"exact score": true_score,
+          "perturbed": true_score + 0.5 * torch.sin(2 * x_d),
+          "N(0, I) score −x": -x_d}
+print(f"{'score model':<18} {'DSM':>8} {'ESM':>8} {'DSM − ESM':>10} {'ε-loss / σ²':>12}")
+per_sample = {}
+for name, s_model in models.items():
+    dsm = ((s_model + eps_d / sg) ** 2).sum(1)
+    esm = ((s_model - true_score) ** 2).sum(1)
+    eps_model = P.score_to_eps(s_model, sg)
+    eps_loss_over_var = ((eps_d - eps_model) ** 2).sum(1) / sg**2
+    assert torch.allclose(dsm, eps_loss_over_var, rtol=1e-10)  # DSM = ε-loss / σ², sample by sample
+    per_sample[name] = dsm - esm
+    print(f"{name:<18} {dsm.mean():8.3f} {esm.mean():8.3f} {(dsm - esm).mean():10.3f} "
+          f"{eps_loss_over_var.mean():12.3f}")
+# the constant C is the same for every model: paired differences have mean 0 (5 s.e.)
+base = per_sample["exact score"]
+for name in ("perturbed", "N(0, I) score −x"):
+    d = per_sample[name] - base
+    assert abs(float(d.mean())) < 5 * float(d.std()) / math.sqrt(N_TWEEDIE), name
+# and the exact score minimises DSM
+dsm_means = {k: float(((v + eps_d / sg) ** 2).sum(1).mean()) for k, v in models.items()}
+assert min(dsm_means, key=dsm_means.get) == "exact score"
+
+# %% [markdown]
+# The Monte Carlo posterior means agree with Tweedie's to within a few standard errors at every
+# $t$, and the three models' "DSM − ESM" columns agree (the same $C$, up to sampling noise) while
+# their DSM values differ — DSM ranks score models exactly as the unavailable explicit loss does.
+# Lesson 05 starts from here: with $s = -\varepsilon_\theta/\sigma$, every noise predictor of
+# 01–04 is a score model.
+
+# %% [markdown]
 # ## Summary
 #
-# - $q(x_{t-1}\mid x_t,x_0) = \mathcal N(\tilde\mu_t,\tilde\beta_t)$ with
-#   $\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ (completing the square;
+# - $q(x_{i-1}\mid x_i,x_0) = \mathcal N(\tilde\mu_i,\tilde\beta_i)$ with
+#   $\tilde\beta_i = \frac{1-\bar\alpha_{i-1}}{1-\bar\alpha_i}\beta_i$ (completing the square;
 #   checked against Gaussian conditioning, numerical Bayes and `DiscreteDDPM.posterior`).
-# - Written with the noise, $\tilde\mu_t = (x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon)/\sqrt{\alpha_t}$,
-#   so each ELBO term $L_{t-1}$ is $w_t\,\mathbb E\|\varepsilon-\varepsilon_\theta\|^2$ (checked by
-#   quadrature of the KL); $L_\text{simple}$ drops $w_t$.
+# - Written with the noise, $\tilde\mu_i = (x_i - \frac{\beta_i}{\sqrt{1-\bar\alpha_i}}\varepsilon)/\sqrt{\alpha_i}$,
+#   so each ELBO term $L_{i-1}$ is $w_i\,\mathbb E\|\varepsilon-\varepsilon_\theta\|^2$ (checked by
+#   quadrature of the KL); $L_\text{simple}$ drops $w_i$.
 # - For Gaussian data the whole bound is explicit; it lies above the true NLL, and a Monte Carlo
 #   estimate agrees with the closed form.
 # - `training.train` + `nets.MLP` learn two moons in a few thousand steps (about half a minute);
 #   `samplers.sample(..., method="ancestral")` is DDPM's Algorithm 2 and, on the grid $i/T$,
 #   the discrete chain itself.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters) | ≈ 70 s measured on a busy machine (training ≈ 35 s of it) |
-# | `QUICK=True` | ≈ 30–35 s (kernel start ≈ 10–15 s of it) |
-#
-# **Good output:** the checks pass silently; the loss drops from 1 to about 0.22 within a few
-# hundred steps and then creeps down (it cannot reach 0: $\varepsilon$ is not predictable from
-# $x_t$ at large $t$); the model's $SW_2$ is within about 1.5× the data-vs-data baseline
-# (≈ 0.05 vs 0.03) and far below the Gaussian fit's (≈ 0.23); the samples show two sharp moons
-# with a few stragglers between them. With `QUICK=True` (600 steps) the moons are blurrier —
-# that is expected.
-# **Failure signs:** a loss stuck at 1.0 (the network ignores its input — check the learning
-# rate); samples in a blob (too few steps, or a sampler called with `t` in steps instead of
-# $[0,1]$); `nan` in the samples (a learning rate too high, or float16).
+# - Tweedie: $\mathbb E[x_0\mid x_t] = (x_t+\sigma^2\nabla\log p_t)/m$, so $s = -\varepsilon^*/\sigma$;
+#   the DSM loss is the ε-loss over $\sigma^2$ (both checked on a mixture against Monte Carlo).
 #
 # **Next:** 04 replaces the MLP by a U-Net for images.

@@ -31,9 +31,30 @@
 # **Prerequisites.** 03 (ε-prediction, $L_\text{simple}$, sampling); convolutions, GroupNorm
 # and attention at the level of "what goes in, what comes out"; PyTorch modules.
 #
+# Notation: [the card in lesson 00](00_tour.ipynb#notation) ($i$ the discrete step index,
+# $t\in[0,1]$ the time, $m$, $\sigma$, $\lambda$ = log-SNR).
+#
 # Package pieces: `diffusion_lab.nets` (`SinusoidalTimeEmbedding`, `ResBlock`,
 # `SelfAttention2d`, `Downsample`, `Upsample`, `UNet`), `diffusion_lab.training.train`,
 # `diffusion_lab.model.GenerativeModel`, `diffusion_lab.classifier`, `diffusion_lab.widgets`.
+
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters) | ≈ 110 s measured on a busy machine (training ≈ 60 s, 30 digits ≈ 25 s) |
+# | `QUICK=True` | ≈ 45–55 s (kernel start ≈ 10–15 s of it) |
+#
+# **Good output:** the hook table ends in `[1, 28, 28]`, the loss falls from 1.0 to below
+# 0.1 within about 50 steps and to ≈ 0.04–0.05 by step 200 (most MNIST pixels are background,
+# whose noise is easy to predict); the tiny U-Net's $\hat x_0$ is blurry but digit-shaped, the bundled
+# one's is crisp; the generated grid shows the requested digit in every column and the
+# classifier agrees on nearly all of them.
+# **Failure signs:** a shape error on a custom `image_size` (it must be divisible by
+# $2^{\text{levels}-1}$) or on `attention_resolutions` (must be one of the level sizes);
+# `FileNotFoundError` for the checkpoint (run the notebook from `notebooks/`); a training step
+# of several seconds (another process is using the cores — see the thread note at the top).
 
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same numbers either way
@@ -114,7 +135,7 @@ print(f"e(t) == SinusoidalTimeEmbedding({dim}) to 1e-12; ‖e(t)‖² = {dim // 
       "e(t)·e(t') depends on t − t' only")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
 im = axes[0].imshow(mine.T.numpy(), aspect="auto", cmap="RdBu_r", extent=[0, 1, dim - 0.5, -0.5],
                     interpolation="antialiased")
 axes[0].set_xlabel("$t$")
@@ -127,6 +148,20 @@ axes[1].set_xlabel("$t'$")
 axes[1].set_ylabel("$t$")
 axes[1].set_title(r"similarity $e(t)\cdot e(t')/h$")
 fig.colorbar(im, ax=axes[1])
+# the same similarity as a function of the gap alone, on a log axis: one DDPM step is 1e-3
+gaps = torch.logspace(-5, 0, 400, dtype=torch.float64)
+omega = 10_000.0 ** (-torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+sim_gap = torch.cos(1000.0 * gaps[:, None] * omega[None]).mean(1)
+check = (sinusoidal(gaps * 0 + 0.2, dim) * sinusoidal(0.2 + gaps, dim)).sum(1) / (dim // 2)
+assert torch.allclose(sim_gap, check, atol=1e-9)  # = e(t)·e(t + Δt)/h at any t
+axes[2].semilogx(gaps, sim_gap)
+axes[2].axvline(1e-3, color="0.5", ls=":", lw=1)
+axes[2].annotate("one DDPM step", (1e-3, 0.95), xytext=(4, 0), textcoords="offset points",
+                 color="0.4", fontsize="small")
+axes[2].set_xlabel(r"gap $|t - t'|$ (log scale)")
+axes[2].set_ylabel(r"$e(t)\cdot e(t')/h$")
+axes[2].set_title("similarity vs log gap: the same at every $t$")
+axes[2].grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
 
@@ -134,7 +169,9 @@ plt.show()
 # The top rows (high frequencies) oscillate many times across $[0,1]$ and tell neighbouring
 # steps apart — rows 0–3 have periods of 0.006–0.03 in $t$, too fast for this plot, so they
 # show as a blur; the bottom rows change slowly and say "early" or "late". The similarity is
-# a band along the diagonal: only the difference $t - t'$ matters.
+# a band along the diagonal: only the difference $t - t'$ matters. The right panel shows that
+# function on a log axis of the gap: near 1 for gaps below a DDPM step, then falling off over
+# the decades as, one by one, the slower channels also tell $t$ and $t'$ apart.
 #
 # ## 2 · The ResBlock: convolutions + time by scale and shift
 #
@@ -272,6 +309,9 @@ named = [("stem", unet.stem)] + [(f"down.{i}", m) for i, m in enumerate(unet.dow
     + [(f"mid.{i}", m) for i, m in enumerate(unet.mid)] \
     + [(f"up.{i}", m) for i, m in enumerate(unet.up)] + [("out_conv", unet.out_conv)]
 handles = [m.register_forward_hook(record(name)) for name, m in named]
+# labels: 3 is the digit three; 10 is the *null class* — with num_classes = 10 the label
+# embedding has an 11th row meaning "no label" (what classifier-free guidance trains with
+# label dropout and calls for the unconditional prediction, lesson 07)
 with torch.no_grad():
     eps = unet(torch.zeros(2, 1, 28, 28), torch.full((2,), 0.5), torch.tensor([3, 10]))
 for h in handles:
@@ -450,22 +490,5 @@ player.show()
 #   1,744,289 parameters.
 # - The training loop of 03 trains it unchanged; the bundled model draws recognisable digits
 #   of a requested class in 20 steps with guidance $w = 2$.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters) | ≈ 110 s measured on a busy machine (training ≈ 60 s, 30 digits ≈ 25 s) |
-# | `QUICK=True` | ≈ 45–55 s (kernel start ≈ 10–15 s of it) |
-#
-# **Good output:** the hook table ends in `[1, 28, 28]`, the loss falls from 1.0 to below
-# 0.1 within about 50 steps and to ≈ 0.04–0.05 by step 200 (most MNIST pixels are background,
-# whose noise is easy to predict); the tiny U-Net's $\hat x_0$ is blurry but digit-shaped, the bundled
-# one's is crisp; the generated grid shows the requested digit in every column and the
-# classifier agrees on nearly all of them.
-# **Failure signs:** a shape error on a custom `image_size` (it must be divisible by
-# $2^{\text{levels}-1}$) or on `attention_resolutions` (must be one of the level sizes);
-# `FileNotFoundError` for the checkpoint (run the notebook from `notebooks/`); a training step
-# of several seconds (another process is using the cores — see the thread note at the top).
 #
 # **Next:** 05 views the same denoiser as a *score* and the forward process as an SDE.

@@ -35,9 +35,27 @@
 # densities and their gradients; what an ODE solver does (Euler, Heun). Itô calculus is
 # used once, in the form "$\mathrm d(x^2) = 2x\,\mathrm dx + g^2\,\mathrm dt$".
 #
+# Notation: [the card in lesson 00](00_tour.ipynb#notation) ($i$ the discrete step index,
+# $t\in[0,1]$ the time, $m$, $\sigma$, $\lambda$ = log-SNR).
+#
 # Package pieces: `diffusion_lab.sde` (`VPSDE`, `SubVPSDE`, `VESDE`, `SDE.reverse`),
 # `diffusion_lab.oracles` (exact scores), `diffusion_lab.samplers.sample`,
 # `diffusion_lab.timegrid.time_grid`, `diffusion_lab.viz`, `diffusion_lab.widgets`.
+
+# %% [markdown]
+# ## What to expect
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters, kernel start included) | ≈ 40–75 s |
+# | `QUICK=True` | ≈ 20–35 s |
+#
+# **Good output:** all checks print `ok`; the reverse SDE and ODE samples sit on the eight
+# modes with equal weights; in the animation the arrows converge on the origin at $t=1$ and
+# point into eight basins as $t\to 0$. **Failure signs:** a sign error in the score term
+# ($f x + g^2 s$) makes samples fly off to infinity; using $g^2 s$ instead of $\tfrac12 g^2 s$ in
+# the ODE (or vice versa) gives modes that are too narrow (too wide); a forgotten
+# $\sqrt{\Delta t}$ in Euler–Maruyama gives variances off by orders of magnitude.
 
 # %% tags=["parameters"]
 QUICK = False  # True: a fast smoke run (CI); the checks print the same lines either way
@@ -65,10 +83,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import HTML, Image, display
-from matplotlib import animation
 from scipy import stats
 
 from diffusion_lab.oracles import GaussianMixtureOracle, GaussianOracle, eight_gaussians_oracle
+from diffusion_lab.gif import figure_gif, gif_html
 from diffusion_lab.samplers import sample
 from diffusion_lab.sde import VESDE, VPSDE, SubVPSDE
 from diffusion_lab.timegrid import time_grid
@@ -553,10 +571,37 @@ print(f"Heun vs pf_map (Gaussian data): error < 1e-3 at 200 steps; observed orde
       f"{orders[-1]:.1f} (≈ 2)")
 
 # %% [markdown]
+# **The mode weights, seen.** The χ² tests above, as a picture: the share of samples nearest
+# each of the eight centres, for the three runs, against the exact $1/8$ (grey band: ±2
+# binomial standard errors).
+
+# %%
+runs = {"our EM loop": x_ours, "package EM, another seed": x_em, "PF ODE (Heun)": x_ode}
+fig, ax = plt.subplots(figsize=(8, 3.2))
+width = 0.27
+for j, (label, xs_) in enumerate(runs.items()):
+    counts, _ = mode_stats(xs_)
+    ax.bar(torch.arange(8) + (j - 1) * width, counts / len(xs_), width, label=label)
+se_share = math.sqrt((1 / 8) * (7 / 8) / N_REV)
+ax.axhspan(1 / 8 - 2 * se_share, 1 / 8 + 2 * se_share, color="0.85", zorder=0)
+ax.axhline(1 / 8, color="0.3", lw=1, label="exact 1/8")
+ax.set_xticks(range(8), [f"{45 * k}°" for k in range(8)])
+ax.set_xlabel("mode (angle of its centre)")
+ax.set_ylabel("share of samples")
+ax.set_ylim(0, 0.2)
+ax.set_title("mode weights at $t_{\\min}$: eight equal modes")
+ax.legend(fontsize="small", ncol=4, loc="lower center")
+plt.show()
+
+# %% [markdown]
 # The SDE and the ODE end at the same distribution by different routes: SDE paths are
-# rough and cross each other; ODE paths are smooth and never cross, so the ODE is a
-# *deterministic* map from noise to data — the basis of DDIM, likelihoods and inversion
-# (lessons 06, 08, 09).
+# rough; ODE paths are smooth, and the ODE is a *deterministic*, one-to-one map from noise
+# to data — the basis of DDIM, likelihoods and inversion (lessons 06, 08, 09). Precisely:
+# two ODE particles never *coincide* (solutions of an ODE with a Lipschitz drift are unique,
+# so distinct starting points stay distinct at every $t$); but their planar *traces* may
+# still cross, because the velocity field changes with $t$ — two particles can pass the same
+# place at different times. The cell below measures both on the 40 ODE paths (it asserts a
+# positive closest approach and at least one crossing of the traces).
 
 # %%
 n_show = 40
@@ -569,6 +614,30 @@ ode_path = [x1_paths]
 ode = vp.reverse(eight.score, probability_flow=True)
 for s, t in zip(grid_paths[:-1], grid_paths[1:], strict=True):  # Euler is enough for a picture
     ode_path.append(ode_path[-1] - ode.drift(ode_path[-1], s) * (s - t))
+
+def segments_cross(p, q):
+    """Do the planar segments p0-p1 and q0-q1 ([n, 2, 2] each) properly intersect?"""
+    def orient(a, b, c):
+        return torch.sign((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
+                          - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
+    return ((orient(p[..., 0, :], p[..., 1, :], q[..., 0, :])
+             * orient(p[..., 0, :], p[..., 1, :], q[..., 1, :]) < 0)
+            & (orient(q[..., 0, :], q[..., 1, :], p[..., 0, :])
+               * orient(q[..., 0, :], q[..., 1, :], p[..., 1, :]) < 0))
+
+
+paths = torch.stack(ode_path)  # [steps + 1, 40, 2]
+closest = min(float(torch.pdist(p).min()) for p in paths)  # particles at the same time
+coarse = paths[::5]  # every 5th state: enough to see crossings, 25× cheaper than all
+seg = torch.stack([coarse[:-1], coarse[1:]], dim=2)  # [40, 40 paths, 2 (ends), 2]
+crossings = 0
+for a in range(n_show):
+    for b in range(a + 1, n_show):  # every segment of path a against every segment of path b
+        crossings += int(segments_cross(seg[:, a][:, None], seg[:, b][None]).sum())
+print(f"ODE particles: closest approach at equal times {closest:.3f} > 0; "
+      f"planar crossings of their traces (polylines through every 5th state): {crossings}")
+assert closest > 0 and crossings > 0  # never coincide, yet the traces do cross
+
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
 plot_trajectories(torch.stack([sde_path[k] for k in range(201)]), ax=axes[0], n_paths=12,
                   lim=3.2, title="reverse SDE: 12 paths")
@@ -592,18 +661,25 @@ plt.show()
 # as $t$ falls the arrows turn towards a ring and then into eight basins, and the particles
 # follow them. Press ▶ or drag the
 # slider. Without a live kernel (on GitHub, or in CI) you see a static strip of frames and an
-# HTML animation instead.
+# animated GIF instead. All frames share one colour scale for $\log\|s\|$.
 
 # %%
 view_times = [grid[k] for k in frame_idx]
 view_points = [snapshots[k][:600] for k in frame_idx]
+LIM, N_ARROWS = 3.2, 16  # an even count: the grid avoids the origin, where s = 0
+# one colour scale for every frame: the range of log‖s‖ over all frames' arrow grids
+_g = torch.linspace(-LIM, LIM, N_ARROWS)
+_pts = torch.stack(torch.meshgrid(_g, _g, indexing="xy"), -1).reshape(-1, 2)
+_logs = torch.cat([eight.score(_pts, torch.full((len(_pts),), t)).norm(dim=1).log()
+                   for t in view_times])
+CLIM = (float(_logs.min()), float(_logs.max()))
 
 
-def draw_score_frame(fig, k, lim=3.2):
+def draw_score_frame(fig, k, lim=LIM):
     """Frame k on a cleared figure: the score field at view_times[k] and the particles."""
     fig.clf()
     ax = fig.add_subplot()
-    quiver_field(eight.score, view_times[k], ax=ax, lim=lim, n=20,
+    quiver_field(eight.score, view_times[k], ax=ax, lim=lim, n=N_ARROWS, clim=CLIM,
                  title=f"score field and reverse-SDE particles, t = {view_times[k]:.3f}")
     ax.scatter(view_points[k][:, 0], view_points[k][:, 1], s=2, color="C3", alpha=0.5)
     ax.set_xlim(-lim, lim)
@@ -613,7 +689,7 @@ def draw_score_frame(fig, k, lim=3.2):
 
 def png(fig):
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
 
 
@@ -622,28 +698,29 @@ if is_headless():
     strip = plt.figure(figsize=(4.2 * len(shown), 3.8))
     for c, k in enumerate(shown):
         ax = strip.add_subplot(1, len(shown), c + 1)
-        quiver_field(eight.score, view_times[k], ax=ax, lim=3.2, n=16,
+        quiver_field(eight.score, view_times[k], ax=ax, lim=LIM, n=N_ARROWS, clim=CLIM,
                      title=f"t = {view_times[k]:.3f}")
         ax.scatter(view_points[k][:, 0], view_points[k][:, 1], s=2, color="C3", alpha=0.5)
-        ax.set_xlim(-3.2, 3.2)
-        ax.set_ylim(-3.2, 3.2)
+        ax.set_xlim(-LIM, LIM)
+        ax.set_ylim(-LIM, LIM)
     strip.tight_layout()
     display(Image(data=png(strip)))
     plt.close(strip)
-    movie_fig = plt.figure(figsize=(5.6, 4.6), dpi=80)
-    movie = animation.FuncAnimation(movie_fig, lambda k: draw_score_frame(movie_fig, k),
-                                    frames=len(view_times), interval=400)
-    display(HTML(movie.to_jshtml(default_mode="loop")))
+    movie_fig = plt.figure(figsize=(5.6, 4.6), dpi=100)
+    movie = figure_gif(movie_fig, lambda k: draw_score_frame(movie_fig, k), len(view_times),
+                       interval_ms=400)
+    display(HTML(gif_html(movie, alt="the score field and the particles as t falls")))
     plt.close(movie_fig)
 else:
-    live_fig = plt.figure(figsize=(5.6, 4.6))
-    picture = W.Image(format="png")
+    live_fig = plt.figure(figsize=(5.6, 4.6), dpi=100)
+    w_px, h_px = live_fig.canvas.get_width_height()
+    picture = W.Image(format="png", width=str(w_px), height=str(h_px))
     play = W.Play(min=0, max=len(view_times) - 1, interval=400, description="play")
     slider = W.IntSlider(min=0, max=len(view_times) - 1, description="frame", readout=False)
     W.jslink((play, "value"), (slider, "value"))
 
     def redraw(change=None):
-        draw_score_frame(live_fig, slider.value)
+        draw_score_frame(live_fig, slider.value)  # the title in the picture is the caption
         picture.value = png(live_fig)
 
     slider.observe(redraw, names="value")
@@ -666,19 +743,5 @@ else:
 #   probability-flow ODE (velocity $fx - \frac12 g^2 s$). With exact scores both recover
 #   eight equally weighted modes, our loops match `samplers.sample` path by path, and Heun on
 #   the ODE converges to `GaussianOracle.pf_map` at second order.
-#
-# ## What to expect
-#
-# | | 2-core CPU |
-# |---|---|
-# | full run (default parameters, kernel start included) | ≈ 40–75 s |
-# | `QUICK=True` | ≈ 20–35 s |
-#
-# **Good output:** all checks print `ok`; the reverse SDE and ODE samples sit on the eight
-# modes with equal weights; in the animation the arrows converge on the origin at $t=1$ and
-# point into eight basins as $t\to 0$. **Failure signs:** a sign error in the score term
-# ($f x + g^2 s$) makes samples fly off to infinity; using $g^2 s$ instead of $\tfrac12 g^2 s$ in
-# the ODE (or vice versa) gives modes that are too narrow (too wide); a forgotten
-# $\sqrt{\Delta t}$ in Euler–Maruyama gives variances off by orders of magnitude.
 #
 # **Next:** 06 replaces these loops by the package's samplers and compares them step by step.

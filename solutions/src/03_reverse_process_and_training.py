@@ -84,9 +84,10 @@ checks.check_predict_x0(predict_x0);
 
 # %%
 def ancestral_mean(x_i, eps, beta, alpha_bar):
-    """μ_θ(x_i) = (x_i − β_i/√(1 − ᾱ_i) ε̂)/√α_i."""
+    """μ_θ(x_i, ε̂): the posterior mean of exercise 1 at x_0 = x̂_0(x_i, ε̂), simplified."""
     ### BEGIN SOLUTION
-    # HINT: the result is (x_i − β_i/√(1 − ᾱ_i) · ε̂)/√(1 − β_i)
+    # HINT: after substituting, collect the coefficient of x_i: with ᾱ_i = α_i ᾱ_{i−1} and
+    # HINT: α_i(1 − ᾱ_{i−1}) + β_i = 1 − ᾱ_i it collapses to a single power of α_i
     return (x_i - beta / (1 - alpha_bar).sqrt() * eps) / (1 - beta).sqrt()
     ### END SOLUTION
 
@@ -106,7 +107,8 @@ checks.check_ancestral_mean(ancestral_mean);
 def gaussian_kl(mu1, var1, mu2, var2):
     """KL(N(μ₁, v₁ I) ‖ N(μ₂, v₂ I)), one value per batch element ([B])."""
     ### BEGIN SOLUTION
-    # HINT: per coordinate ½ [v₁/v₂ − 1 + log(v₂/v₁) + (μ₁ − μ₂)²/v₂]; sum over the D coordinates
+    # HINT: KL = E_p[log p − log q] under the first Gaussian p; per coordinate use
+    # HINT: E_p[(x − μ)²] = v₁ + (μ₁ − μ)², then add up the D coordinates
     D = mu1.shape[-1]
     trace_log = D * (var1 / var2 - 1 + torch.log(var2 / var1))
     return 0.5 * (trace_log + ((mu1 - mu2) ** 2).sum(-1) / var2)
@@ -115,6 +117,51 @@ def gaussian_kl(mu1, var1, mu2, var2):
 
 # %%
 checks.check_gaussian_kl(gaussian_kl);
+
+# %% [markdown]
+# ## Exercise 5 · One $L_\text{simple}$ training batch (easy)
+#
+# The loss one optimiser step of DDPM minimises (lesson 03, section 2): for a batch of data
+# `x0` `[B, D]`, their $\bar\alpha$ `[B]` at the sampled steps, their times `t` `[B]` and the
+# noise `noise` `[B, D]`, noise each point with the closed form of lesson 01 and compare the
+# network's prediction `eps_model(x_t, t)` with what it should predict. Return the scalar
+# loss, averaged like `diffusion_lab.training.eps_loss` (over batch and coordinates).
+
+# %%
+def l_simple_loss(eps_model, x0, alpha_bar, t, noise):
+    """The L_simple loss of one batch (a 0-d tensor)."""
+    ### BEGIN SOLUTION
+    # HINT: reshape alpha_bar to [B, 1] so it broadcasts; the regression target is the
+    # HINT: quantity the network is named after
+    a = alpha_bar[:, None]
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    return ((eps_model(x_t, t) - noise) ** 2).mean()
+    ### END SOLUTION
+
+
+# %%
+checks.check_l_simple_loss(l_simple_loss);
+
+# %% [markdown]
+# ## Exercise 6 · Tweedie's formula (medium)
+#
+# With $x_t = m\,x_0 + \sigma\varepsilon$ and $p_t(x) = \int p_0(x_0)\,\mathcal N(x; m x_0,
+# \sigma^2 I)\,\mathrm dx_0$, differentiate $p_t$ under the integral and divide by $p_t(x)$:
+# the score turns into a posterior expectation. Solve for $\mathbb E[x_0\mid x_t = x]$ and
+# code it from the score. Shapes: `x`, `score` `[B, D]`; `m`, `sigma` `[B]`.
+
+# %%
+def tweedie_x0(x, score, m, sigma):
+    """E[x_0 | x_t = x] from the score ∇log p_t(x)."""
+    ### BEGIN SOLUTION
+    # HINT: ∇_x N(x; m x_0, σ² I) = N(x; m x_0, σ² I) · (m x_0 − x)/σ²
+    m, sigma = m[:, None], sigma[:, None]
+    return (x + sigma**2 * score) / m
+    ### END SOLUTION
+
+
+# %%
+checks.check_tweedie_x0(tweedie_x0);
 
 # %% [markdown]
 # ## Questions

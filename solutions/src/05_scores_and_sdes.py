@@ -136,6 +136,29 @@ def langevin_step(x, score_fn, step_size, z):
 checks.check_langevin_step(langevin_step, n_chains=N_CHAINS);
 
 # %% [markdown]
+# ## Exercise 6 · Denoising score matching (medium)
+#
+# A score model $s_\theta(x_t)$ cannot be fitted to the unknown $\nabla\log p_t$ directly.
+# Denoising score matching fits it to the score of the *conditional* $q(x_t\mid x_0) =
+# \mathcal N(m x_0, \sigma^2 I)$ instead, at the point $x_t = m x_0 + \sigma\varepsilon$.
+# Write that target in terms of the noise $\varepsilon$ and return the per-sample squared error
+# `[B]`. Shapes: `score_pred`, `noise` `[B, D]`; `sigma` `[B]`. (Then compare, on paper,
+# with the ε-loss of $\varepsilon_\theta = -\sigma s_\theta$: Q3.)
+
+# %%
+def dsm_loss(score_pred, noise, sigma):
+    """‖s_θ(x_t) − ∇_{x_t} log q(x_t | x_0)‖² per sample."""
+    ### BEGIN SOLUTION
+    # HINT: ∇_x log N(x; μ, σ² I) = −(x − μ)/σ²; here x − μ = x_t − m x_0 is σ times the noise
+    target = -noise / sigma[:, None]
+    return ((score_pred - target) ** 2).sum(1)
+    ### END SOLUTION
+
+
+# %%
+checks.check_dsm_loss(dsm_loss);
+
+# %% [markdown]
 # ## Questions
 #
 # *Q1. The reverse SDE's drift has $g^2 s$, the probability-flow ODE's $\tfrac12 g^2 s$.
@@ -157,4 +180,15 @@ checks.check_langevin_step(langevin_step, n_chains=N_CHAINS);
 # $v$: the unadjusted chain is biased by $O(\varepsilon)$ (a Metropolis correction, or
 # $\varepsilon\to0$, removes it). The predictor–corrector sampler keeps $\varepsilon$ small
 # through its snr rule.
+# ### END ANSWER
+#
+# *Q3. Show that the DSM loss of exercise 6 is the ε-loss $\|\varepsilon-\varepsilon_\theta\|^2$ of
+# $\varepsilon_\theta = -\sigma s_\theta$ divided by $\sigma^2$, and say what that means for
+# training a score model with the ε-loss.*
+#
+# ### BEGIN ANSWER
+# $\|s_\theta + \varepsilon/\sigma\|^2 = \|(-\varepsilon_\theta + \varepsilon)/\sigma\|^2 =
+# \|\varepsilon-\varepsilon_\theta\|^2/\sigma^2$. The two losses have the same minimiser at every
+# $t$ (the exact $\varepsilon^* = -\sigma\nabla\log p_t$, by Tweedie); they differ only in how they
+# weight the times against each other — DSM puts a weight $1/\sigma^2$, large at small $t$.
 # ### END ANSWER
