@@ -42,6 +42,9 @@ CHECKPOINT = ROOT / "data" / "checkpoints" / "mnist_cond"
 RESULTS = ROOT / "benchmarks" / "results"
 REFERENCE_FID = 0.348059  # sampler_benchmark.csv: ancestral, 1000 steps, n = 2000, seed 0
 TARGET_FACTOR = 1.3
+#: rows of sampler_benchmark.csv (same network, seed, n, features; a GPU run) shown for context
+BENCH_VARIANTS = {"dpm_solver": "dpm2m uniform", "dpm_solver_logsnr": "dpm2m logsnr",
+                  "ddim": "ddim", "ancestral": "ancestral"}
 FIELDS = ["family", "config", "method", "nfe", "steps", "n", "fid", "seconds"]
 
 
@@ -186,19 +189,24 @@ def plot(csv_path: Path, png: Path, n: int) -> None:
 
     rows = [r for r in read_rows(csv_path) if int(r["n"]) == n]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for variant, label in BENCH_VARIANTS.items():  # context: the earlier (GPU) benchmark run
+        pts = sorted((int(r["nfe"]), float(r["fid"]))
+                     for r in read_rows(RESULTS / "sampler_benchmark.csv")
+                     if r["variant"] == variant and 5 <= int(r["nfe"]) <= 50 and int(r["n"]) == n)
+        ax.plot(*zip(*pts, strict=True), ls="-", marker=".", alpha=0.6, lw=1,
+                label=f"{label} (sampler_benchmark.csv)")
     for family, ls in (("ours", "-"), ("diffusers", "--")):
         for c in dict.fromkeys(r["config"] for r in rows if r["family"] == family):
             pts = sorted((int(r["nfe"]), float(r["fid"])) for r in rows
                          if r["family"] == family and r["config"] == c)
             ax.plot(*zip(*pts, strict=True), ls=ls, marker="o" if family == "ours" else "s",
-                    label=f"{c} ({family})")
+                    ms=8, lw=2, label=f"{c} ({family}, this script)")
     ax.axhline(REFERENCE_FID, color="grey", lw=1, label=f"ancestral 1000 steps: {REFERENCE_FID:.3f}")
     ax.axhline(TARGET_FACTOR * REFERENCE_FID, color="k", ls=":",
                label=f"target {TARGET_FACTOR}× reference = {TARGET_FACTOR * REFERENCE_FID:.3f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    nfes = sorted({int(r["nfe"]) for r in rows})
-    ax.set_xticks(nfes, [str(v) for v in nfes])
+    ax.set_xticks([5, 10, 20, 50], ["5", "10", "20", "50"])
     ax.set_xlabel("network evaluations (NFE)")
     ax.set_ylabel(f"FID (bundled classifier features, n = {n})")
     ax.set_title("MNIST (mnist_cond, unconditional): FID vs NFE")
