@@ -21,8 +21,9 @@
 # each one numerically, measures every sampler of the package on exact oracles (error vs NFE,
 # orders fitted) and reads the few-step FID benchmark of the bundled MNIST model.
 #
-# **What to expect.** Default run ≈ 40–60 s on a 2-core CPU (≈ 2× that while other jobs share
-# it), `QUICK=True` ≈ 20–30 s; no training, one tiny MNIST sampling run (16 images, 10 NFE).
+# **What to expect.** Default run ≈ 20 s on a lightly loaded 2-core CPU (measured 17 s; 172 s
+# while other jobs kept both cores busy), `QUICK=True` a little less; no training, one tiny MNIST
+# sampling run (16 images, 10 NFE).
 # Good output: every check prints `ok`; the fitted orders are ≈ 1 (DDIM), ≈ 2 (DPM-Solver++(2M),
 # EDM-Heun), ≈ 4 (DPM-Solver++(3M) on the log-SNR grid, this problem); the FID table shows the
 # deterministic samplers levelling off near 0.52 while ancestral sampling keeps falling.
@@ -321,6 +322,7 @@ for ax, grid in zip(axes, GRIDS, strict=True):
     ax.set_title(f"grid: {grid}")
     ax.set_xlabel("NFE")
     ax.set_xticks(NFES, [str(n) for n in NFES])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.grid(alpha=0.3, which="both")
 axes[0].set_ylabel("RMS error vs exact PF map")
 axes[0].legend(fontsize=8)
@@ -441,10 +443,10 @@ imgs = model.generate(16, method="dpm_solver", steps=10, seed=SEED,
                       callback=lambda i, t, x, x0: (frames.append(x0.clamp(-1, 1)), times.append(t)))
 assert imgs.shape == (16, 1, 28, 28) and float(imgs.abs().max()) <= 1.0 and len(frames) == 10
 frames.append(imgs)
-times.append(times[-1])
+starts = [1.0, *times[:-1]]  # x̂0 of step i is evaluated at the step's start t_i
 player = FramePlayer({"x̂0 at each step (DPM-Solver++ 2M, 10 NFE)": frames},
                      values=list(range(len(frames))), label="step", panel_size=4.0,
-                     captions=[f"step {i}: t = {t:.3f}" for i, t in enumerate(times[:-1])]
+                     captions=[f"x̂0 at step {i} (t = {t:.3f})" for i, t in enumerate(starts)]
                      + ["final sample"])
 player.show(animate=False, n_static=4)
 
@@ -469,8 +471,8 @@ player.show(animate=False, n_static=4)
 #
 # | | 2-core CPU |
 # |---|---|
-# | full run (default parameters) | see the record in `notebooks/12_edm_design_space.ipynb` metadata |
-# | `QUICK=True` | ≈ 20–30 s |
+# | full run (default parameters) | ≈ 20 s (measured 17 s; 172 s with the cores shared, load ≈ 10) |
+# | `QUICK=True` | a little less: the oracle study is the same, only the Monte-Carlo checks shrink |
 #
 # **Failure signs:** a fitted order near 1 for DPM-Solver++(2M) means the step-ratio rule or
 # the history broke; a variance far from 1 in section 2 means a missing $c_\text{skip}$ (the
