@@ -541,6 +541,71 @@ CASES += [
     ]),
 ]
 
+
+
+# -- lesson 12: the EDM design space (right answers written independently of the package) ----
+def karras_sigmas(smin, smax, n, rho):
+    i = torch.arange(n, dtype=torch.float64)
+    return (smax ** (1 / rho) + i / (n - 1) * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+
+
+def edm_precond(sigma, sd):
+    return (sd**2 / (sigma**2 + sd**2), sigma * sd / (sigma**2 + sd**2).sqrt(),
+            1 / (sigma**2 + sd**2).sqrt(), torch.log(sigma) / 4)
+
+
+def edm_heun_step(x, denoiser, sigma, sigma_next):
+    d = (x - denoiser(x, sigma)) / sigma
+    x_e = x + (sigma_next - sigma) * d
+    if sigma_next == 0:
+        return x_e
+    return x + (sigma_next - sigma) * (d + (x_e - denoiser(x_e, sigma_next)) / sigma_next) / 2
+
+
+def churn(x, sigma, gamma, noise):
+    sh = sigma * (1 + gamma)
+    return x + (sh**2 - sigma**2) ** 0.5 * noise, sh
+
+
+def _heun_no_final_euler(x, den, s, sn):
+    d = (x - den(x, s)) / s
+    xe = x + (sn - s) * d
+    return x + (sn - s) * (d + (xe - den(xe, sn)) / sn) / 2
+
+
+def _heun_second_slope_at_sigma(x, den, s, sn):
+    d = (x - den(x, s)) / s
+    xe = x + (sn - s) * d
+    return xe if sn == 0 else x + (sn - s) * (d + (xe - den(xe, s)) / s) / 2
+
+
+CASES += [
+    ("check_karras_sigmas", karras_sigmas, [
+        (lambda a, b, n, r: (b**r + torch.linspace(0, 1, n, dtype=torch.float64) * (a**r - b**r))
+         ** (1 / r), "ρ is applied the wrong way round"),
+        (lambda a, b, n, r: karras_sigmas(a, b, n + 1, r)[:-1], "i/(n − 1), not i/n"),
+        (lambda a, b, n, r: karras_sigmas(a, b, n, 1.0), "uniform in σ"),
+        (lambda a, b, n, r: karras_sigmas(a, b, n, r).flip(0), "the wrong way"),
+    ]),
+    ("check_edm_preconditioning", edm_precond, [
+        (lambda s, sd: (torch.zeros_like(s), *edm_precond(s, sd)[1:]), "c_skip is missing"),
+        (lambda s, sd: (s**2 / (s**2 + sd**2), *edm_precond(s, sd)[1:]), "not σ²/(σ² + σ_d²)"),
+        (lambda s, sd: (edm_precond(s, sd)[0], s / (s**2 + sd**2).sqrt(), *edm_precond(s, sd)[2:]),
+         "the σ_d factor is missing"),
+        (lambda s, sd: (*edm_precond(s, sd)[:2], 1 / s, edm_precond(s, sd)[3]), "not 1/σ"),
+        (lambda s, sd: (*edm_precond(s, sd)[:3], torch.log(s)), "the factor ¼ is missing"),
+    ]),
+    ("check_edm_heun_step", edm_heun_step, [
+        (lambda x, den, s, sn: x + (sn - s) * (x - den(x, s)) / s, "the Euler step only"),
+        (_heun_no_final_euler, "the last step is a plain Euler step"),
+        (_heun_second_slope_at_sigma, "evaluate the second slope at σ_next"),
+    ]),
+    ("check_churn", churn, [
+        (lambda x, s, g, z: (x + s * g * z, s * (1 + g)), "variances add"),
+        (lambda x, s, g, z: (x + ((s + g) ** 2 - s**2) ** 0.5 * z, s + g), "not σ + γ"),
+        (lambda x, s, g, z: (x + s * (1 + g) * z, s * (1 + g)), "not σ̂"),
+    ]),
+]
 IDS = [c[0] for c in CASES]
 WRONG = [(c[0], w, words) for c in CASES for w, words in c[2]]
 WRONG_IDS = [f"{name}-{words[:24]}" for name, _, words in WRONG]

@@ -188,7 +188,8 @@ def test_shared_argument_errors(kwargs, match, oracle, vp):
     ("edm", {"s_tmin": 2.0, "s_tmax": 1.0}, "s_tmax must be >= s_tmin"),
     ("probability_flow", {"solver": "midpoint"}, "unknown solver 'midpoint'"),
     ("probability_flow", {"solver": "rk45", "rtol": 0.0}, "rtol must be finite and > 0"),
-    ("dpm_solver", {"order": 3}, "order must be 1 or 2"),
+    ("dpm_solver", {"order": 4}, "order must be 1, 2 or 3"),
+    ("dpm_solver", {"eta": -1.0}, "eta"),
     ("ancestral", {"variance": "fixed"}, "unknown variance 'fixed'"),
     ("ddim", {"snr": 0.1}, "unexpected keyword argument 'snr'"),
 ])

@@ -1,0 +1,480 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 12 · The EDM design space and few-step sampling
+#
+# Karras et al. (2022, "Elucidating the Design Space of Diffusion-Based Generative Models", EDM)
+# observed that VP, VE and flow models differ only in *how they are written down*: after one
+# change of variables they are all the same process, and the choices that matter — how the
+# network is preconditioned, how the loss is weighted, which noise levels the sampler visits and
+# which ODE solver it uses — can be made independently. This lesson derives those choices, checks
+# each one numerically, measures every sampler of the package on exact oracles (error vs NFE,
+# orders fitted) and reads the few-step FID benchmark of the bundled MNIST model.
+#
+# **What to expect.** Default run ≈ 20 s on a lightly loaded 2-core CPU (measured 17 s; 172 s
+# while other jobs kept both cores busy), `QUICK=True` a little less; no training, one tiny MNIST
+# sampling run (16 images, 10 NFE).
+# Good output: every check prints `ok`; the fitted orders are ≈ 1 (DDIM), ≈ 2 (DPM-Solver++(2M),
+# EDM-Heun), ≈ 4 (DPM-Solver++(3M) on the log-SNR grid, this problem); the FID table shows the
+# deterministic samplers levelling off near 0.52 while ancestral sampling keeps falling.
+#
+# **Learning goals.** After this notebook you can
+# 1. write every process of the package as $x=s(t)\,(x_0+\tilde\sigma z)$ with $s=m$,
+#    $\tilde\sigma=\sigma/m=e^{-\lambda}$, and sample in $\tilde x=x/m$;
+# 2. derive EDM's preconditioning $c_\text{in},c_\text{skip},c_\text{out},c_\text{noise}$ from
+#    "unit-variance input and target", and recognise ε- and $x_0$-prediction as special cases;
+# 3. explain the loss weight $\lambda(\sigma)=1/c_\text{out}^2$ and the log-normal σ sampling;
+# 4. build the Karras grid and the EDM sampler (Heun + churn), and measure the order of every
+#    sampler on every grid against an exact oracle;
+# 5. read a few-step FID benchmark honestly (reference, sample size, what saturates and why).
+#
+# Package pieces: `diffusion_lab.preconditioning`, `diffusion_lab.samplers` (`edm`,
+# `dpm_solver(order=3)`, `dpm_solver(eta=1)`), `diffusion_lab.timegrid`, `diffusion_lab.oracles`,
+# `benchmarks/few_step_fid.py` (results in `benchmarks/results/few_step_fid.csv`).
+
+# %% tags=["parameters"]
+QUICK = False  # True: a fast smoke run (CI); the checked cells print the same either way
+N_MC = 400000  # Monte-Carlo samples for the preconditioning checks
+N_ORACLE = 256  # samples per run of the oracle error study (fixed: the table is checked)
+N_LAW = 4000  # samples for the "reaches the data law" check of the stochastic samplers
+SEED = 0
+
+# %%
+if QUICK:
+    N_MC, N_LAW = 60000, 2000
+
+# %%
+import csv
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import diffusion_lab as dl
+from diffusion_lab import preconditioning as P
+from diffusion_lab import samplers as S
+from diffusion_lab.oracles import GaussianOracle
+from diffusion_lab.sde import get_sde
+from diffusion_lab.timegrid import KARRAS_RHO, time_grid
+from diffusion_lab.viz import image_grid
+from diffusion_lab.widgets import FramePlayer
+
+torch.manual_seed(SEED)
+F64 = torch.float64
+ROOT = Path(dl.__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+# %% [markdown]
+# ## 1 · One process in disguise: $x = s(t)\,(x_0 + \tilde\sigma z)$
+#
+# Every forward marginal of the package is $x_t = m(t)\,x_0 + \sigma(t)\,z$. Factor out $m$:
+#
+# $$x_t = m\,\bigl(x_0 + \tfrac{\sigma}{m} z\bigr) = s(t)\,\bigl(x_0+\tilde\sigma(t)\,z\bigr),\qquad
+#   s=m,\quad \tilde\sigma=\frac{\sigma}{m}=e^{-\lambda},\quad \lambda=\log\frac{m}{\sigma}.$$
+#
+# So $\tilde x = x/m$ is a *variance-exploding* process with noise level $\tilde\sigma$, whatever
+# the original was. The process only decides the *range* of $\tilde\sigma$ and how fast time
+# runs through it; a sampler that works in $(\tilde x,\tilde\sigma)$ works for all of them. The
+# cell checks the identity with each SDE's own `marginal` and prints the range of $\tilde\sigma$.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+g = torch.Generator().manual_seed(SEED)
+print(f"{'process':16s} {'σ̃(t_min)':>10s} {'σ̃(t_max)':>10s}")
+for name in ["vp", "subvp", "ve", "rectified_flow"]:
+    sde = get_sde(name)
+    t = torch.linspace(sde.t_min, sde.t_max, 11, dtype=F64)
+    m, s = sde.marginal(t)
+    st = P.sigma_tilde(sde, t)
+    assert torch.allclose(st, s / m, rtol=1e-12) and torch.allclose(st, torch.exp(-sde.half_log_snr(t)))
+    x0, z = torch.randn(11, 3, generator=g, dtype=F64), torch.randn(11, 3, generator=g, dtype=F64)
+    assert torch.allclose(m[:, None] * (x0 + st[:, None] * z), m[:, None] * x0 + s[:, None] * z)
+    print(f"{name:16s} {float(st[0]):10.4g} {float(st[-1]):10.4g}")
+print("ok: x = m (x0 + σ̃ z) with σ̃ = σ/m = e^{-λ} for every process")
+
+# %% [markdown]
+# ## 2 · Preconditioning from unit variances
+#
+# EDM writes the denoiser $D(\tilde x;\sigma)\approx\mathbb E[x_0\mid\tilde x]$ around a raw
+# network $F$:
+#
+# $$D(\tilde x;\sigma)=c_\text{skip}(\sigma)\,\tilde x + c_\text{out}(\sigma)\,F\bigl(c_\text{in}(\sigma)\,\tilde x;\;c_\text{noise}(\sigma)\bigr).$$
+#
+# Take data with variance $\sigma_d^2$ per dimension and $\tilde x = x_0+\sigma n$, so
+# $\operatorname{Var}\tilde x=\sigma^2+\sigma_d^2$. Training $D$ to $x_0$ means training $F$ to the
+# **effective target** $F_\text{target}=(x_0-c_\text{skip}\tilde x)/c_\text{out}$. Ask for
+#
+# * **unit-variance input**: $c_\text{in}^2(\sigma^2+\sigma_d^2)=1\Rightarrow c_\text{in}=1/\sqrt{\sigma^2+\sigma_d^2}$;
+# * **unit-variance target**: $\operatorname{Var}(x_0-c_\text{skip}\tilde x)=(1-c_\text{skip})^2\sigma_d^2+c_\text{skip}^2\sigma^2=c_\text{out}^2$;
+# * **the smallest $c_\text{out}$** (the network's errors are amplified by it): minimise over
+#   $c_\text{skip}$: $\;-2(1-c_\text{skip})\sigma_d^2+2c_\text{skip}\sigma^2=0\Rightarrow
+#   c_\text{skip}=\dfrac{\sigma_d^2}{\sigma^2+\sigma_d^2}$, and then
+#   $c_\text{out}=\dfrac{\sigma\,\sigma_d}{\sqrt{\sigma^2+\sigma_d^2}}$;
+# * $c_\text{noise}=\tfrac14\ln\sigma$, an empirical choice that maps $\sigma\in[0.002,80]$ to a
+#   modest range.
+#
+# As $\sigma\to0$, $c_\text{skip}\to1$ and $c_\text{out}\to0$: the denoiser passes its input through
+# and the network only adds a small correction; as $\sigma\to\infty$, $c_\text{skip}\to0$ and the
+# network predicts $x_0$ outright. The check simulates a deliberately non-Gaussian data law
+# (two points $\pm\sigma_d$) at five noise levels.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+SD = 0.5
+g = torch.Generator().manual_seed(SEED + 1)
+x0 = SD * (2 * torch.randint(0, 2, (N_MC,), generator=g, dtype=F64) - 1)
+print(f"{'σ':>6s} {'c_skip':>8s} {'c_out':>8s} {'c_in':>8s} {'c_noise':>8s}  Var(input) Var(target)")
+for sigma in [0.002, 0.1, 0.5, 2.0, 80.0]:
+    x = x0 + sigma * torch.randn(N_MC, generator=g, dtype=F64)
+    c_in = 1 / math.sqrt(sigma**2 + SD**2)
+    c_skip = SD**2 / (sigma**2 + SD**2)
+    c_out = sigma * SD / math.sqrt(sigma**2 + SD**2)
+    c_noise = math.log(sigma) / 4
+    pre = P.edm_preconditioning(torch.tensor(sigma, dtype=F64), SD)
+    assert np.allclose([float(v) for v in pre], [c_skip, c_out, c_in, c_noise], rtol=1e-12)
+    v_in, v_tgt = float((c_in * x).var()), float(P.effective_target(x0, x, pre).var())
+    assert abs(v_in - 1) < 0.02 and abs(v_tgt - 1) < 0.02, (sigma, v_in, v_tgt)
+    print(f"{sigma:6g} {c_skip:8.4f} {c_out:8.4f} {c_in:8.4f} {c_noise:8.4f}  "
+          f"{round(v_in, 1):10.1f} {round(v_tgt, 1):11.1f}")
+assert P.edm_preconditioning(torch.tensor(1e-6, dtype=F64), SD).c_skip > 1 - 1e-10
+print("ok: unit-variance input and target at every σ; c_skip → 1 as σ → 0")
+
+# %% [markdown]
+# **ε- and $x_0$-prediction are two other points of the same family.** Tweedie's
+# $\hat x_0=\tilde x-\sigma\hat\varepsilon$ is $c_\text{skip}=1$, $c_\text{out}=-\sigma$ with
+# $F=\hat\varepsilon$; predicting $x_0$ directly is $c_\text{skip}=0$, $c_\text{out}=1$. Their
+# effective targets are $z$ and $x_0$ — and the cell shows the price: the ε-target has unit
+# variance but $|c_\text{out}|=\sigma$ amplifies the network's error by σ at high noise (up to
+# 80×), while the $x_0$-target has variance $\sigma_d^2$ whatever σ, so at small σ the network
+# must reproduce its own input to high precision. EDM's choice interpolates between the two.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+g = torch.Generator().manual_seed(SEED + 2)
+xs0, zs = torch.randn(8, 2, generator=g, dtype=F64), torch.randn(8, 2, generator=g, dtype=F64)
+sig = torch.exp(torch.randn(8, generator=g, dtype=F64))
+xt = xs0 + sig[:, None] * zs
+pe, px, pk = P.eps_preconditioning(sig), P.x0_preconditioning(sig), P.edm_preconditioning(sig, SD)
+assert torch.allclose(P.effective_target(xs0, xt, pe), zs)  # ε-prediction learns z
+assert torch.allclose(P.effective_target(xs0, xt, px), xs0)  # x0-prediction learns x0
+D_eps = pe.c_skip[:, None] * xt + pe.c_out[:, None] * zs  # F = the exact ε
+assert torch.allclose(D_eps, xt - sig[:, None] * zs) and torch.allclose(D_eps, xs0)
+for name, f in [("ε-prediction", P.eps_preconditioning), ("x0-prediction", P.x0_preconditioning),
+                ("EDM (σ_d=0.5)", lambda s: P.edm_preconditioning(s, SD))]:
+    c = f(torch.tensor([0.002, 80.0], dtype=F64))
+    print(f"{name:15s} |c_out| at σ = 0.002, 80: {abs(float(c.c_out[0])):.3g}, {abs(float(c.c_out[1])):.3g}")
+print("ok: ε- and x0-prediction are (c_skip, c_out) = (1, −σ) and (0, 1)")
+
+# %% [markdown]
+# **Loss weighting and σ sampling.** The denoising loss is
+# $\mathbb E_{\sigma,x_0,n}\bigl[\lambda(\sigma)\,\|D(x_0+\sigma n;\sigma)-x_0\|^2\bigr]$. Since
+# $D-x_0=c_\text{out}\,(F-F_\text{target})$, the weight $\lambda(\sigma)=1/c_\text{out}^2
+# =(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2$ makes it exactly $\|F-F_\text{target}\|^2$: every σ
+# contributes an $O(1)$ loss to the network's output. Which σ are trained is then a separate
+# choice: EDM draws $\ln\sigma\sim\mathcal N(-1.2,\,1.2^2)$, concentrating on the middle noise
+# levels where the loss can still be reduced (at tiny σ the task is trivial, at huge σ hopeless).
+# The cell checks the identity with an arbitrary "network" $F$ and the log-normal law's moments.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+g = torch.Generator().manual_seed(SEED + 3)
+sig = P.lognormal_sigmas(N_MC, g)
+x0b = SD * torch.randn(N_MC, generator=g, dtype=F64)
+xb = x0b + sig * torch.randn(N_MC, generator=g, dtype=F64)
+pre = P.edm_preconditioning(sig, SD)
+F = torch.tanh(pre.c_in * xb) * 0.7 + 0.1 * pre.c_noise  # any network output
+D = pre.c_skip * xb + pre.c_out * F
+lhs = P.edm_loss_weight(sig, SD) * (D - x0b) ** 2
+rhs = (F - P.effective_target(x0b, xb, pre)) ** 2
+assert torch.allclose(lhs, rhs, rtol=1e-9, atol=1e-12)
+assert abs(float(sig.log().mean()) + 1.2) < 0.02 and abs(float(sig.log().std()) - 1.2) < 0.02
+print(f"ok: λ(σ)·|D − x0|² = |F − F_target|² for every sample; ln σ ~ N({P.P_MEAN}, {P.P_STD}²)")
+
+# %% [markdown]
+# ## 3 · The Karras grid and the EDM sampler
+#
+# EDM's grid spaces $\tilde\sigma^{1/\rho}$ uniformly,
+# $\tilde\sigma_i=\bigl(\tilde\sigma_\max^{1/\rho}+\tfrac{i}{N}(\tilde\sigma_\min^{1/\rho}-\tilde\sigma_\max^{1/\rho})\bigr)^\rho$,
+# $\rho=7$: most points at low noise, where the image details form. (The paper appends
+# $\tilde\sigma_N=0$; the package ends at $\tilde\sigma(t_\text{end})$ and `denoise=True` adds the
+# jump to $\hat x_0$.) In $\tilde x$ the probability-flow ODE is
+# $\mathrm d\tilde x/\mathrm d\tilde\sigma=(\tilde x-D)/\tilde\sigma=\hat\varepsilon$, and the EDM
+# sampler (Algorithm 2) takes Heun steps on it, optionally after "churn": raise the noise from
+# $\tilde\sigma_i$ to $\hat\sigma=(1+\gamma)\tilde\sigma_i$ by adding
+# $\sqrt{\hat\sigma^2-\tilde\sigma_i^2}\,z$, then integrate from $\hat\sigma$. The last step is a
+# plain Euler step. The cell builds the grid by the formula and compares it with
+# `time_grid(kind="karras")`, then re-implements one deterministic Heun sampler in a few lines and
+# asserts it equals `samplers.edm`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+sde = get_sde("vp")
+N = 12
+tg = time_grid(sde, N, kind="karras")
+st = P.sigma_tilde(sde, tg)
+smax, smin = float(st[0]), float(st[-1])
+u = torch.arange(N + 1, dtype=F64) / N
+formula = (smax ** (1 / KARRAS_RHO) + u * (smin ** (1 / KARRAS_RHO) - smax ** (1 / KARRAS_RHO))) ** KARRAS_RHO
+assert torch.allclose(st, formula, rtol=1e-9)
+
+oracle = GaussianOracle(sde, [1.0, -0.5], [[1.0, 0.5], [0.5, 0.8]])
+x1 = sde.prior_sample((N_ORACLE, 2), torch.Generator().manual_seed(SEED), dtype=F64)
+
+
+def heun_edm(eps, sde, x, grid):
+    """Deterministic EDM in x̃ = x/m, σ̃ = σ/m: Heun, Euler on the last step."""
+    m = lambda t: float(sde.marginal(torch.as_tensor(t, dtype=F64))[0])  # noqa: E731
+    st = lambda t: float(P.sigma_tilde(sde, t))  # noqa: E731
+    e = lambda xt, t: eps(m(t) * xt, torch.full((xt.shape[0],), t, dtype=F64))  # noqa: E731
+    xt, ts = x / m(grid[0]), grid.tolist()
+    for i, (s, t) in enumerate(zip(ts[:-1], ts[1:], strict=True)):
+        d = e(xt, s)
+        x_eul = xt + (st(t) - st(s)) * d
+        xt = x_eul if i == len(ts) - 2 else xt + (st(t) - st(s)) * 0.5 * (d + e(x_eul, t))
+    return m(ts[-1]) * xt
+
+
+mine = heun_edm(oracle, sde, x1, tg)
+pkg = S.edm(oracle, sde, x1, steps=N, grid="karras")
+assert torch.allclose(mine, pkg, rtol=1e-10, atol=1e-12)
+print(f"σ̃ grid (VP, N = {N}): {smax:.4g} … {smin:.4g}; first steps "
+      f"{', '.join(f'{float(v):.3g}' for v in st[1:4])}")
+print("ok: the Karras grid formula and a 10-line EDM-Heun equal the package's")
+
+# %% [markdown]
+# ## 4 · Error vs NFE on an exact oracle, every sampler on every grid
+#
+# Gaussian data have a closed-form probability-flow map (`GaussianOracle.pf_map`), so a
+# deterministic sampler's error can be measured per sample: the RMS distance to the exact
+# solution from the same $x_1$ (VP, 2-D data with full covariance, 256 samples). Each sampler
+# runs at NFE 10, 20, 40, 80 on the four grids; the order is the fitted slope of
+# $\log\text{error}$ vs $\log\text{NFE}$. EDM-Heun and PF-Heun use two calls per step
+# ($2N-1$ for EDM, whose last step is Euler); the others one.
+
+# %%
+SAMPLERS = {  # label: (method, options, NFE → steps)
+    "ddim": ("ddim", {}, lambda n: n),
+    "dpm2m": ("dpm_solver", {}, lambda n: n),
+    "dpm3m": ("dpm_solver", {"order": 3}, lambda n: n),
+    "edm_heun": ("edm", {}, lambda n: (n + 1) // 2),
+    "pf_heun": ("probability_flow", {"solver": "heun"}, lambda n: n // 2),
+}
+GRIDS = ["uniform", "quadratic", "logsnr", "karras"]
+NFES = [10, 20, 40, 80]
+exact = oracle.pf_map(x1, 1.0, sde.t_min)
+errors, orders = {}, {}
+for label, (method, opts, steps_of) in SAMPLERS.items():
+    for grid in GRIDS:
+        e = []
+        for nfe in NFES:
+            info = {}
+            out = S.SAMPLERS[method](oracle, sde, x1, steps=steps_of(nfe), grid=grid, info=info,
+                                     **opts)
+            assert abs(info["nfe"] - nfe) <= 1, (label, info["nfe"], nfe)
+            e.append(float(((out - exact) ** 2).sum(-1).mean().sqrt()))
+        errors[label, grid] = e
+        orders[label, grid] = -np.polyfit(np.log(NFES), np.log(e), 1)[0]
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("fitted order (slope of log error vs log NFE, NFE 10…80), VP, Gaussian data")
+print(f"{'sampler':10s}" + "".join(f"{g:>11s}" for g in GRIDS))
+for label in SAMPLERS:
+    print(f"{label:10s}" + "".join(f"{orders[label, g]:11.1f}" for g in GRIDS))
+assert 0.8 < orders["ddim", "logsnr"] < 1.2
+assert 1.7 < orders["dpm2m", "logsnr"] < 2.3
+assert 1.7 < orders["edm_heun", "karras"] < 2.4 and 1.7 < orders["pf_heun", "karras"] < 2.4
+assert orders["dpm3m", "logsnr"] > 3.3
+print("ok: DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun ≈ 2, DPM-Solver++(3M) > 3 on their grids")
+
+# %% [markdown]
+# The error itself, at each NFE, on each sampler's best grid (log-SNR for the exponential
+# integrators, Karras for Heun):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+best = {"ddim": "logsnr", "dpm2m": "logsnr", "dpm3m": "logsnr", "edm_heun": "karras",
+        "pf_heun": "karras"}
+print(f"{'sampler':10s} {'grid':8s}" + "".join(f"{'NFE ' + str(n):>10s}" for n in NFES))
+for label, grid in best.items():
+    print(f"{label:10s} {grid:8s}" + "".join(f"{v:10.1e}" for v in errors[label, grid]))
+e2, e3 = errors["dpm2m", "logsnr"], errors["dpm3m", "logsnr"]
+assert all(a < b for a, b in zip(e3[1:], e2[1:], strict=True))  # 3M wins from 20 NFE on
+print("ok: 3M beats 2M from 20 NFE on; at 10 NFE they are within "
+      f"{'a factor 1.5' if max(e2[0], e3[0]) < 1.5 * min(e2[0], e3[0]) else 'more than 1.5×'}")
+
+fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), sharey=True)
+for ax, grid in zip(axes, GRIDS, strict=True):
+    for label in SAMPLERS:
+        ax.loglog(NFES, errors[label, grid], marker="o", label=label)
+    ax.set_title(f"grid: {grid}")
+    ax.set_xlabel("NFE")
+    ax.set_xticks(NFES, [str(n) for n in NFES])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.grid(alpha=0.3, which="both")
+axes[0].set_ylabel("RMS error vs exact PF map")
+axes[0].legend(fontsize=8)
+fig.suptitle("VP, Gaussian data: error vs NFE for every sampler and grid", fontsize=10)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Stochastic samplers** have no per-sample reference; they must reach the data *law*. With
+# churn (EDM, $S_\text{churn}=20$) and SDE-DPM-Solver++(2M) ($\eta=1$, one call per step), the
+# mean and covariance of the samples at $t_\text{min}$ match the exact marginal within 5 standard
+# errors. (They need more steps than the ODE solvers for the same bias: 60–100 here.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+mean_t = float(sde.marginal(torch.tensor(sde.t_min, dtype=F64))[0]) * oracle.mean()
+m_, s_ = (float(v) for v in sde.marginal(torch.tensor(sde.t_min, dtype=F64)))
+cov_t = m_**2 * oracle.cov() + s_**2 * torch.eye(2, dtype=F64)
+for label, method, steps, opts in [("edm churn 20", "edm", 60, {"s_churn": 20.0}),
+                                   ("sde-dpm++(2M)", "dpm_solver", 100, {"eta": 1.0})]:
+    xs = S.sample(oracle, sde, (N_LAW, 2), method=method, steps=steps, dtype=F64,
+                  generator=torch.Generator().manual_seed(SEED + 7), **opts)
+    dev = xs - xs.mean(0)
+    se_c = (dev[:, :, None] * dev[:, None, :]).reshape(N_LAW, -1).std(0) / math.sqrt(N_LAW)
+    zm = (xs.mean(0) - mean_t) / (xs.std(0) / math.sqrt(N_LAW))
+    zc = (torch.cov(xs.T).reshape(-1) - cov_t.reshape(-1)) / se_c
+    assert float(zm.abs().max()) < 5 and float(zc.abs().max()) < 5, (label, zm, zc)
+    print(f"ok: {label} reaches the data law (|z| < 5 for mean and covariance)")
+
+# %% [markdown]
+# ## 5 · Few-step sampling of the bundled MNIST model
+#
+# `benchmarks/few_step_fid.py` drives the bundled class-conditional MNIST network (unconditional
+# mode) with our samplers and with diffusers' `DPMSolverMultistepScheduler` and
+# `UniPCMultistepScheduler` on the *same* network and the same $x_1$, n = 2000 samples, FID in
+# the bundled classifier's 128-d features against the 4,500 training digits. The 1000-step
+# ancestral reference (FID 0.348) and the earlier NFE 5–50 rows come from
+# `sampler_benchmark.py` (same network, seed, n, features and reference set; measured on a GPU);
+# the rows of `few_step_fid.csv` were measured on a 2-core CPU. The table reads both CSVs.
+
+# %%
+def read(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+bench = read(RESULTS / "sampler_benchmark.csv")
+few = read(RESULTS / "few_step_fid.csv") if (RESULTS / "few_step_fid.csv").exists() else []
+ref = next(float(r["fid"]) for r in bench if r["variant"] == "reference")
+rows = {}  # (label, nfe) -> fid
+for r in bench:
+    if r["variant"] in ("dpm_solver", "dpm_solver_logsnr", "ddim", "ancestral") and int(r["nfe"]) <= 50:
+        label = {"dpm_solver": "dpm2m uniform", "dpm_solver_logsnr": "dpm2m logsnr"}.get(
+            r["variant"], r["variant"])
+        rows[label + " (GPU run)", int(r["nfe"])] = float(r["fid"])
+for r in few:
+    if int(r["n"]) == 2000:
+        rows[f"{r['config']} ({r['family']})", int(r["nfe"])] = float(r["fid"])
+labels = list(dict.fromkeys(k[0] for k in rows))
+nfes = sorted({k[1] for k in rows})
+print(f"reference (ancestral, 1000 steps): {ref:.3f};  target 1.3× = {1.3 * ref:.3f}")
+print(f"{'sampler':34s}" + "".join(f"{'NFE ' + str(n):>9s}" for n in nfes))
+for lab in labels:
+    print(f"{lab:34s}" + "".join(f"{rows[lab, n]:9.3f}" if (lab, n) in rows else f"{'—':>9s}"
+                                  for n in nfes))
+assert abs(ref - 0.348) < 1e-3
+ode_100 = {r["variant"]: float(r["fid"]) for r in bench
+           if int(r["nfe"]) == 100 and r["variant"] in ("ddim", "dpm_solver", "dpm_solver_logsnr")}
+rk45 = {r["variant"]: float(r["fid"]) for r in bench if r["variant"].startswith("pf_rk45")}
+anc50 = next(float(r["fid"]) for r in bench if r["variant"] == "ancestral" and int(r["nfe"]) == 50)
+print(f"ODE samplers at 100 NFE: {min(ode_100.values()):.2f}–{max(ode_100.values()):.2f}; "
+      f"RK45 at tol 1e-4: {rk45['pf_rk45 tol=0.0001']:.2f}; ancestral at 50 NFE: {anc50:.2f}")
+assert 0.5 < min(ode_100.values()) and max(ode_100.values()) < 0.65 and anc50 < 0.37
+assert rk45["pf_rk45 tol=0.0001"] > 1.3 * ref
+
+# %% [markdown]
+# **Reading the table.** The deterministic samplers level off: in the earlier benchmark DDIM and
+# DPM-Solver++ are at 0.52–0.56 at 100 NFE and adaptive RK45 at the tightest tolerance
+# (10⁻⁴) reaches 0.53 (printed above) — that is the FID of this network's probability-flow ODE itself, above the 1.3×
+# target (0.452), so no ODE solver, however accurate, meets it. Ancestral sampling keeps
+# improving (0.36 at 50 NFE): the injected noise corrects part of the network's error, but at
+# 10 NFE its discretisation error is far larger. The ratios to diffusers are computed in the
+# next cell where both were measured at the same NFE.
+#
+# **The end of the trajectory matters.** diffusers' `DPMSolverMultistepScheduler` by default
+# (`final_sigmas_type="zero"`) makes its last network call at $k=100$ ($t=0.1$ here) and returns
+# $\hat x_0$ from there, instead of integrating on to $t=10^{-3}$. At 10 NFE that scored better
+# than our DPM-Solver++(2M) ending at $t_\text{min}$. The package reproduces it with
+# `grid="uniform", t_end=0.1, denoise=True` (9 steps + the $\hat x_0$ call; `dpm2m_end01` in the
+# table, measured at n = 2000 like the rest); the cell after the ratios compares the two sample by
+# sample from the same $x_1$ (`few_step_fid_match.csv`, n = 64).
+
+# %%
+theirs = {k: v for k, v in rows.items() if "(diffusers)" in k[0]}
+ours = {k: v for k, v in rows.items() if "(diffusers)" not in k[0]}
+for n in nfes:
+    if any(k[1] == n for k in theirs) and any(k[1] == n for k in ours):
+        bo = min((v, k[0]) for k, v in ours.items() if k[1] == n)
+        bt = min((v, k[0]) for k, v in theirs.items() if k[1] == n)
+        print(f"NFE {n}: best ours {bo[1]} {bo[0]:.3f}, best diffusers {bt[1]} {bt[0]:.3f}, "
+              f"ours/theirs = {bo[0] / bt[0]:.2f}; ours/reference = {bo[0] / ref:.2f}")
+
+# %%
+for r in read(RESULTS / "few_step_fid_match.csv"):
+    rel = float(r["rms_diff"]) / float(r["rms_norm_diffusers"])
+    print(f"ours {r['ours']:14s} vs diffusers {r['diffusers']:14s} at NFE {r['nfe']}: per-image "
+          f"RMS difference {float(r['rms_diff']):.3f} = {100 * rel:.1f}% of the image norm (n = {r['n']})")
+    assert rel < 0.01
+
+# %% [markdown]
+# **A live look** (not a measurement: 16 images say nothing about FID): the network sampled with
+# the package's default DPM-Solver++(2M) at 10 NFE, with the denoised estimate $\hat x_0$ of every
+# step recorded by the sampler's callback. The player shows how the digit forms, step by step.
+
+# %%
+model = dl.GenerativeModel.load(ROOT / "data" / "checkpoints" / "mnist_cond")
+frames, times = [], []
+imgs = model.generate(16, method="dpm_solver", steps=10, seed=SEED,
+                      callback=lambda i, t, x, x0: (frames.append(x0.clamp(-1, 1)), times.append(t)))
+assert imgs.shape == (16, 1, 28, 28) and float(imgs.abs().max()) <= 1.0 and len(frames) == 10
+frames.append(imgs)
+starts = [1.0, *times[:-1]]  # x̂0 of step i is evaluated at the step's start t_i
+player = FramePlayer({"x̂0 at each step (DPM-Solver++ 2M, 10 NFE)": frames},
+                     values=list(range(len(frames))), label="step", panel_size=4.0,
+                     captions=[f"x̂0 at step {i} (t = {t:.3f})" for i, t in enumerate(starts)]
+                     + ["final sample"])
+player.show(animate=False, n_static=4)
+
+# %% [markdown]
+# ## Summary
+#
+# - Every process is $x=m\,(x_0+\tilde\sigma z)$ with $\tilde\sigma=\sigma/m=e^{-\lambda}$; in
+#   $\tilde x=x/m$ all of them are the same variance-exploding process, and samplers written in
+#   $(\tilde x,\tilde\sigma)$ — EDM, DPM-Solver++ — serve all of them.
+# - Unit-variance input and target fix $c_\text{in}=1/\sqrt{\sigma^2+\sigma_d^2}$,
+#   $c_\text{skip}=\sigma_d^2/(\sigma^2+\sigma_d^2)$, $c_\text{out}=\sigma\sigma_d/\sqrt{\sigma^2+\sigma_d^2}$
+#   (checked by simulation); ε- and $x_0$-prediction are $(c_\text{skip},c_\text{out})=(1,-\sigma)$ and
+#   $(0,1)$; the loss weight $1/c_\text{out}^2$ turns the denoising loss into $\|F-F_\text{target}\|^2$.
+# - On an exact oracle the fitted orders are DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun (EDM, PF) ≈ 2 and
+#   DPM-Solver++(3M) above 3 on the log-SNR grid; 3M pays from 20 NFE on, not at 10.
+# - On the MNIST network the ODE samplers level off at this network's ODE FID (≈ 0.52 > the 1.3×
+#   target 0.452), so the target is not met at 10 NFE by any sampler measured here. Ending with
+#   x̂_0 at t = 0.1 (`t_end=0.1, denoise=True`, diffusers' default end) is the best 10-NFE result
+#   measured; the ratio to diffusers is printed above.
+#
+# ## What to expect (measured)
+#
+# | | 2-core CPU |
+# |---|---|
+# | full run (default parameters) | ≈ 20 s (measured 17 s; 172 s with the cores shared, load ≈ 10) |
+# | `QUICK=True` | a little less: the oracle study is the same, only the Monte-Carlo checks shrink |
+#
+# **Failure signs:** a fitted order near 1 for DPM-Solver++(2M) means the step-ratio rule or
+# the history broke; a variance far from 1 in section 2 means a missing $c_\text{skip}$ (the
+# target is then $x_0/c_\text{out}$, variance $\sigma_d^2/c_\text{out}^2$).
