@@ -33,6 +33,11 @@ index that is a multiple of ``jump``, re-noise x_t → x_{t'} (j grid steps back
 forward kernel x_{t'} = (m_{t'}/m_t) x_t + √(σ_{t'}² − (m_{t'}/m_t)² σ_t²) z and descend again,
 r − 1 times; supported for the one-step samplers ``ancestral``, ``ddim`` and ``euler_maruyama``.
 
+**Inpainting through x̂_0** (:mod:`diffusion_lab.inpainting`): x̂_0-projection (DDNM), DPS
+and their combination with time travel correct the denoised estimate instead of the state;
+:func:`inpaint` chooses among all of them by ``method`` (the default is the combination,
+which the benchmark ``benchmarks/inpainting.py`` measured as the best accuracy per cost).
+
 **Classifier-free guidance**: ε̃ = ε(x, t, ∅) + w [ε(x, t, y) − ε(x, t, ∅)], so w = 1 is the
 conditional model and w = 0 the unconditional one. **Interpolation**: :func:`slerp` of prior
 noise and :func:`ddim_invert` (the deterministic DDIM step run forward in time).
@@ -308,12 +313,13 @@ def _descend(method, x, eps, x0, cs, ct, dt, eta, noise):
     return x - (cs.f * x - cs.g2 * score) * dt + math.sqrt(cs.g2 * dt) * noise()
 
 
-INPAINT_METHODS = ("replacement", "repaint", "projection", "dps", "dps_projection")
-DEFAULT_INPAINT_METHOD = "dps_projection"
+INPAINT_METHODS = ("replacement", "repaint", "projection", "dps", "dps_projection",
+                   "dps_projection_resampled")
+DEFAULT_INPAINT_METHOD = "dps_projection_resampled"
 
 
 def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
-            method: str = DEFAULT_INPAINT_METHOD, *, steps: int = 50, sampler: str | None = None,
+            method: str = DEFAULT_INPAINT_METHOD, *, steps: int = 20, sampler: str | None = None,
             **kwargs) -> Tensor:
     """Fill the pixels where ``mask`` = 1 given ``x_known`` elsewhere; known pixels of the
     output equal ``x_known`` exactly. ``method``:
@@ -324,7 +330,10 @@ def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
     ``"repaint"``      the same with RePaint resampling, ``resample_steps`` default 5
     ``"projection"``   x̂_0-projection, :func:`diffusion_lab.inpainting.ddnm`
     ``"dps"``          :func:`diffusion_lab.inpainting.dps` (a backward pass per step)
-    ``"dps_projection"`` both, :func:`diffusion_lab.inpainting.dps_projection` (the default)
+    ``"dps_projection"`` both, :func:`diffusion_lab.inpainting.dps_projection`
+    ``"dps_projection_resampled"`` both with time travel (the default; ζ = 0.5, η = 0.5,
+                       r = 3, jump = 5: 50 network calls with backward passes at 20 steps),
+                       :func:`diffusion_lab.inpainting.dps_projection_resampled`
 
     A sampler name as ``method`` (``"ancestral"``, ``"ddim"``, …) means replacement with that
     sampler, as before the x̂_0 methods existed."""
@@ -346,7 +355,8 @@ def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
         raise TypeError(f"sampler applies to method='replacement' or 'repaint' only; {method!r} "
                         f"takes DDIM steps written through x̂_0 (eta sets their noise)")
     fn = {"projection": inpainting.ddnm, "dps": inpainting.dps,
-          "dps_projection": inpainting.dps_projection}[method]
+          "dps_projection": inpainting.dps_projection,
+          "dps_projection_resampled": inpainting.dps_projection_resampled}[method]
     return fn(eps_model, sde, constraint, steps=steps, **kwargs)
 
 

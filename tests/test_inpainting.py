@@ -259,3 +259,36 @@ def test_bad_inputs_name_the_argument():
         tasks.inpaint(lambda x, t: x[:, :1], SDE_, k, MASK2, "projection", steps=2)
     with pytest.raises(TypeError, match="callback"):
         tasks.inpaint(orc, SDE_, k, MASK2, "projection", steps=2, callback=3)
+
+
+# -- the bundled model ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mnist():
+    from diffusion_lab.classifier import classifier_data
+    from diffusion_lab.model import GenerativeModel
+
+    x, y = classifier_data("test")
+    return GenerativeModel.load("data/checkpoints/mnist_cond"), x, y
+
+
+def _bottom_mask():
+    mask = torch.zeros(1, 1, 28, 28)
+    mask[..., 14:, :] = 1
+    return mask
+
+
+def test_model_inpaint_keeps_known_pixels_for_every_method(mnist):
+    model, x, _ = mnist
+    mask = _bottom_mask()
+    for method in tasks.INPAINT_METHODS:
+        out = model.inpaint(x[:3], mask, method, steps=2, seed=1)
+        assert out.shape == (3, 1, 28, 28) and float(out.abs().max()) <= 1.0
+        assert torch.equal(out[..., :14, :], x[:3, :, :14, :]), method
+    again = model.inpaint(x[:3], mask, steps=2, seed=1)
+    assert torch.equal(again, model.inpaint(x[:3], mask, steps=2, seed=1))
+    with pytest.raises(ValueError, match="unknown method"):
+        model.inpaint(x[:1], mask, "nearest", steps=1)
+    with pytest.raises(ValueError, match="broadcast"):
+        model.inpaint(x[:1], torch.ones(1, 1, 14, 28), steps=1)
+    with pytest.raises(TypeError, match="sampler"):
+        model.inpaint(x[:1], mask, "dps", sampler="ddim", steps=1)
