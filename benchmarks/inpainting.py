@@ -53,13 +53,14 @@ FIELDS = ["mask", "method", "label", "steps", "nfe", "grad_nfe", "n", "accuracy"
 DEFAULT_METHOD = DEFAULT_INPAINT_METHOD
 DEFAULT_STEPS = inspect.signature(inpaint).parameters["steps"].default
 # label -> (inpaint options, grid steps); {} = the package default. NFE = steps, except
-# RePaint r = 5, jump 1: 5·steps − 4; the default (r = 3, jump 5): 8 → 18, 20 → 50
+# RePaint r = 5, jump 1: 5·steps − 4; the default: 3 candidates · (steps + 3 scoring calls)
 METHODS = {
     "replacement": ({"method": "replacement"}, (10, 20, 50)),
     "repaint_r5": ({"method": "repaint", "resample_steps": 5}, (4, 10, 20)),
     "projection": ({"method": "projection"}, (10, 20, 50)),
     "dps": ({"method": "dps"}, (10, 20, 50)),
-    "default": ({}, (8, 20)),
+    "dps_projection": ({"method": "dps_projection", "zeta": 0.5, "eta": 0.5}, (10, 20)),
+    "default": ({}, (10, 20)),
 }
 
 
@@ -156,8 +157,8 @@ class Bench:
 def plot(rows: list[dict], path: Path) -> None:
     masks = sorted({r["mask"] for r in rows}, key=lambda m: m != "bottom")
     fig, axes = plt.subplots(len(masks), 2, figsize=(12, 4.6 * len(masks)), squeeze=False)
-    colours = dict(zip(METHODS, ["tab:gray", "tab:orange", "tab:blue", "tab:green", "tab:red"],
-                       strict=True))
+    colours = dict(zip(METHODS, ["tab:gray", "tab:orange", "tab:blue", "tab:green",
+                                 "tab:purple", "tab:red"], strict=True))
     for (ax_nfe, ax_cost), kind in zip(axes, masks, strict=True):
         mine = [r for r in rows if r["mask"] == kind]
         refs = {r["label"]: float(r["accuracy"]) for r in mine if r["method"] == "reference"}

@@ -262,8 +262,8 @@ class GenerativeModel:
         (``None``: its defaults; ``kwargs`` go there: ``sampler``, ``eta``, ``zeta``,
         ``resample_steps``, ``jump``, ``grid``, ``info``, …).
 
-        The default, x̂_0-projection + DPS gradient + time travel
-        (:func:`diffusion_lab.inpainting.dps_projection_resampled`), is the best accuracy per
+        The default, the most consistent of 3 completions by x̂_0-projection + DPS
+        (:func:`diffusion_lab.inpainting.dps_projection_best_of`), is the best accuracy per
         cost measured by ``benchmarks/inpainting.py``; ``"replacement"`` / ``"repaint"``
         remain (a sampler name as ``method`` means replacement with it). ``clip`` clamps
         generated pixels to [-1, 1] (the known ones already are; images only, so the same

@@ -314,8 +314,8 @@ def _descend(method, x, eps, x0, cs, ct, dt, eta, noise):
 
 
 INPAINT_METHODS = ("replacement", "repaint", "projection", "dps", "dps_projection",
-                   "dps_projection_resampled")
-DEFAULT_INPAINT_METHOD = "dps_projection_resampled"
+                   "dps_projection_best_of")
+DEFAULT_INPAINT_METHOD = "dps_projection_best_of"
 
 
 def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
@@ -331,9 +331,10 @@ def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
     ``"projection"``   x̂_0-projection, :func:`diffusion_lab.inpainting.ddnm`
     ``"dps"``          :func:`diffusion_lab.inpainting.dps` (a backward pass per step)
     ``"dps_projection"`` both, :func:`diffusion_lab.inpainting.dps_projection`
-    ``"dps_projection_resampled"`` both with time travel (the default; ζ = 0.5, η = 0.5,
-                       r = 3, jump = 5: 50 network calls with backward passes at 20 steps),
-                       :func:`diffusion_lab.inpainting.dps_projection_resampled`
+    ``"dps_projection_best_of"`` the default: 3 completions by ``"dps_projection"``, the
+                       most consistent kept, :func:`diffusion_lab.inpainting.dps_projection_best_of`
+
+    The x̂_0 methods also take ``resample_steps``/``jump`` (time travel), ``eta``, ``grid``.
 
     A sampler name as ``method`` (``"ancestral"``, ``"ddim"``, …) means replacement with that
     sampler, as before the x̂_0 methods existed."""
@@ -356,7 +357,7 @@ def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
                         f"takes DDIM steps written through x̂_0 (eta sets their noise)")
     fn = {"projection": inpainting.ddnm, "dps": inpainting.dps,
           "dps_projection": inpainting.dps_projection,
-          "dps_projection_resampled": inpainting.dps_projection_resampled}[method]
+          "dps_projection_best_of": inpainting.dps_projection_best_of}[method]
     return fn(eps_model, sde, constraint, steps=steps, **kwargs)
 
 
