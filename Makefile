@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: lab test install lint notebooks exercises solutions benchmarks clean
+.PHONY: lab test install lint serve dashboard notebooks exercises solutions benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (diffusion-lab)"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +27,20 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check diffusion_lab tests benchmarks tools
+
+# the generation service: HTTP API + web page on http://$(HOST):$(PORT)/ (Ctrl-C stops it)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+serve: $(STAMP)
+	$(BIN)/python -m diffusion_lab serve --host $(HOST) --port $(PORT)
+
+# lesson 10's app as a web page, served by Voila on http://$(HOST):$(DASHBOARD_PORT)/
+# (`make dashboard PORT=9000` for another port; Ctrl-C stops it)
+DASHBOARD_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),8866)
+dashboard: $(STAMP)
+	$(BIN)/python -m voila notebooks/10_dashboard.ipynb --port=$(DASHBOARD_PORT) \
+		--Voila.ip=$(HOST) --no-browser --Voila.mathjax_url= \
+		--VoilaConfiguration.show_tracebacks=False
 
 # re-execute the course notebooks from notebooks/src/ (NB="02 05" for a subset)
 notebooks: $(STAMP)

@@ -26,6 +26,7 @@ from .samplers import (
     ancestral,
     ddim,
     dpm_solver,
+    edm,
     euler_maruyama,
     exponential_integrator,
     langevin_corrector_step,
@@ -42,7 +43,7 @@ from .schedules import (
     SigmoidSchedule,
     get_schedule,
 )
-from .sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE, get_sde
+from .sde import SDE, VESDE, VPSDE, RectifiedFlow, ReverseSDE, SubVPSDE, get_sde
 from .tasks import (
     classifier_free_guidance,
     colorize,

@@ -88,3 +88,116 @@ def batch_times(t, x: Tensor, name: str = "t") -> Tensor:
 def expand_like(v: Tensor, x: Tensor) -> Tensor:
     """Reshape a per-sample ``[B]`` tensor to ``[B, 1, ..., 1]`` to broadcast against ``x``."""
     return v.reshape(v.shape + (1,) * (x.dim() - v.dim()))
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number (int or float, not bool, not a string); returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a finite number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def check_unit(value, name: str, *, closed: bool = True) -> float:
+    """A number in [0, 1] (``closed``) or [0, 1)."""
+    value = check_real(value, name)
+    if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+        raise ValueError(f"{name} must lie in [0, 1{']' if closed else ')'}, got {value!r}")
+    return value
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed for ``torch.Generator.manual_seed``: an int in [0, 2**64)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{name} must be an int in [0, 2**64), got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{name} must be an int in [0, 2**64), got {seed}")
+    return seed
+
+
+def check_labels(labels, n: int, num_classes: int, device=None, name: str = "labels") -> Tensor:
+    """One int class, ``n`` ints (list / tuple) or an integer tensor ``[n]``, each in
+    ``[0, num_classes)``; returned as a long tensor ``[n]``. No bool, no float."""
+    if isinstance(labels, Tensor):
+        if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+            raise TypeError(f"{name} must be an integer tensor, got dtype {labels.dtype}")
+        y = labels.reshape(-1).to(dtype=torch.long, device=device)
+    elif isinstance(labels, int) and not isinstance(labels, bool):
+        y = torch.full((n,), labels, dtype=torch.long, device=device)
+    elif isinstance(labels, (list, tuple)):
+        bad = [v for v in labels if isinstance(v, bool) or not isinstance(v, int)]
+        if bad:
+            raise TypeError(f"{name} must be ints, got {type(bad[0]).__name__} {bad[0]!r}")
+        y = torch.tensor(list(labels), dtype=torch.long, device=device)
+    else:
+        raise TypeError(f"{name} must be an int, a list of ints or an integer tensor, got "
+                        f"{type(labels).__name__} {labels!r}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} must be an int or have n = {n} entries, got {y.shape[0]}")
+    if y.numel() and (bool((y < 0).any()) or bool((y >= num_classes).any())):
+        raise ValueError(f"{name} must lie in [0, {num_classes}), got values in "
+                         f"[{int(y.min())}, {int(y.max())}]")
+    return y
+
+
+def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
+    """A non-empty tuple / list of positive ints (no floats, strings or bools)."""
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise TypeError(f"{name} must be a non-empty tuple of positive ints, got {shape!r}")
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"{name} must be a tuple of positive ints, got {type(s).__name__} "
+                            f"{s!r} in {tuple(shape)!r}")
+        if s < 1:
+            raise ValueError(f"{name} must be a tuple of positive ints, got {tuple(shape)!r}")
+    return tuple(shape)
+
+
+def check_dtype(dtype, name: str = "dtype") -> torch.dtype | None:
+    """None or a floating torch dtype."""
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating torch dtype (torch.float32, torch.float64, "
+                        f"...), got {dtype!r}")
+    return dtype
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """A torch.device, or a string naming one that this machine has ('cpu', 'cuda', 'cuda:1')."""
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"{name} {device!r} is not a device; valid: 'cpu', 'cuda', "
+                             "'cuda:N', 'mps'") from None
+    else:
+        raise TypeError(f"{name} must be a str or torch.device, got {type(device).__name__}")
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (
+            dev.index is not None and dev.index >= torch.cuda.device_count())):
+        raise ValueError(f"{name} {str(dev)!r} is not available: torch sees "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps")
+                                  and torch.backends.mps.is_available()):
+        raise ValueError(f"{name} 'mps' is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps", "meta"):
+        raise ValueError(f"{name} {str(dev)!r} is not supported; valid: 'cpu', 'cuda', 'mps'")
+    return dev
+
+
+def check_generator(generator, device=None, name: str = "generator") -> None:
+    """None or a torch.Generator on the same kind of device as ``device``."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got "
+                        f"{type(generator).__name__} {generator!r}")
+    want = torch.device(device if device is not None else "cpu").type
+    if generator.device.type != want:
+        raise ValueError(f"{name} is on {generator.device.type}, the tensors on {want}; make it "
+                         f"with torch.Generator({want!r})")

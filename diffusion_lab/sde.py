@@ -19,10 +19,20 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import as_time, batch_times, check_finite, check_positive, expand_like
+from ._checks import (
+    as_time,
+    batch_times,
+    check_device,
+    check_dtype,
+    check_finite,
+    check_generator,
+    check_positive,
+    check_shape,
+    expand_like,
+)
 from .schedules import LinearSchedule, Schedule, get_schedule
 
-__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "ReverseSDE", "get_sde"]
+__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "RectifiedFlow", "ReverseSDE", "get_sde"]
 
 
 class SDE:
@@ -35,6 +45,7 @@ class SDE:
 
     T: float = 1.0
     t_min: float = 1e-3
+    t_max: float = 1.0  # where sampling starts; < 1 only where m(1) = 0 (rectified flow)
 
     # -- coefficients -------------------------------------------------------------------
     def drift_coef(self, t) -> Tensor:  # pragma: no cover - abstract
@@ -58,6 +69,24 @@ class SDE:
         raise NotImplementedError
 
     # -- derived quantities ---------------------------------------------------------------
+    def kinks(self) -> tuple[float, ...]:
+        """Times in (0, 1) where the coefficients are not smooth (a clipped schedule's corner)."""
+        schedule = getattr(self, "schedule", None)
+        return schedule.kinks() if hasattr(schedule, "kinks") else ()
+
+    def marginal_rates(self, t) -> tuple[Tensor, Tensor]:
+        """(m'(t), σ'(t)), the time derivatives of the marginal, from f and g²:
+
+            m' = f m,    σ' = (g² + 2 f σ²) / (2σ)
+
+        (the identity f = m'/m, g² = (σ²)' − 2 f σ² solved for m', σ'). Subclasses whose
+        f or g is singular somewhere m', σ' are not (rectified flow at t = 1) override it.
+        """
+        t = as_time(t)
+        m, s = self.marginal(t)
+        f, g2 = self.drift_coef(t), self.diffusion(t) ** 2
+        return f * m, (g2 + 2.0 * f * s**2) / (2.0 * s)
+
     def drift(self, x: Tensor, t) -> Tensor:
         """f(x, t) = f(t) · x, shaped like ``x``."""
         check_finite(x, "x")
@@ -65,27 +94,39 @@ class SDE:
         return expand_like(self.drift_coef(t), x) * x
 
     def log_snr(self, t) -> Tensor:
-        """λ(t) = log(m/σ), the *half* log-SNR used by DDIM and DPM-Solver."""
+        """log SNR(t) = log(m²/σ²), the same quantity as :meth:`Schedule.log_snr` for VP."""
+        return 2.0 * self.half_log_snr(t)
+
+    def half_log_snr(self, t) -> Tensor:
+        """λ(t) = log(m/σ) = ½ log SNR, the variable of DDIM, DPM-Solver and the EDM σ̃ = e^{−λ}."""
         m, s = self.marginal(t)
         return torch.log(m) - torch.log(s)
 
-    def t_from_log_snr(self, lam: Tensor, *, iters: int = 100) -> Tensor:
-        """Invert λ(t) (strictly decreasing) by bisection on [0, 1] in float64."""
+    def t_from_log_snr(self, log_snr: Tensor, *, iters: int = 100) -> Tensor:
+        """Invert log SNR(t) = log(m²/σ²): the time at which the log-SNR equals ``log_snr``."""
+        return self.t_from_half_log_snr(0.5 * torch.as_tensor(log_snr, dtype=torch.float64),
+                                        iters=iters, _name="log_snr", _scale=2.0)
+
+    def t_from_half_log_snr(self, lam: Tensor, *, iters: int = 100, _name: str = "lam",
+                            _scale: float = 1.0) -> Tensor:
+        """Invert λ(t) = log(m/σ) (strictly decreasing) by bisection on [0, t_max] in float64."""
         lam64 = torch.as_tensor(lam, dtype=torch.float64)
         if not bool(torch.isfinite(lam64).all()):
-            raise ValueError("lam must be finite")
-        ends = self.log_snr(torch.tensor([1.0, 0.0], dtype=torch.float64))
-        lo_lam, hi_lam = float(ends[0]), float(ends[1])  # λ(1) < λ(0)
+            raise ValueError(f"{_name} must be finite")
+        ends = self.half_log_snr(torch.tensor([self.t_max, 0.0], dtype=torch.float64))
+        lo_lam, hi_lam = float(ends[0]), float(ends[1])  # λ(t_max) < λ(0)
         if bool((lam64 < lo_lam).any()) or bool((lam64 > hi_lam).any()):
+            a, b = _scale * lo_lam, _scale * hi_lam
+            got_lo, got_hi = _scale * float(lam64.min()), _scale * float(lam64.max())
             raise ValueError(
-                f"lam must lie in [λ(1), λ(0)] = [{lo_lam:.6g}, {hi_lam:.6g}] for {self!r}, "
-                f"got values in [{float(lam64.min()):.6g}, {float(lam64.max()):.6g}]"
+                f"{_name} must lie in [{a:.6g}, {b:.6g}] (its values at t = t_max and 0) for "
+                f"{self!r}, got values in [{got_lo:.6g}, {got_hi:.6g}]"
             )
         lo = torch.zeros_like(lam64)
-        hi = torch.ones_like(lam64)
+        hi = torch.full_like(lam64, self.t_max)
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
-            above = self.log_snr(mid) > lam64  # λ decreasing: still too early in time
+            above = self.half_log_snr(mid) > lam64  # λ decreasing: still too early in time
             lo = torch.where(above, mid, lo)
             hi = torch.where(above, hi, mid)
         out = 0.5 * (lo + hi)
@@ -105,10 +146,10 @@ class SDE:
 
     def prior_sample(self, shape, generator: torch.Generator | None = None,
                      dtype=None, device=None) -> Tensor:
-        """x_1 ~ N(0, prior_std² I)."""
-        shape = tuple(int(s) for s in shape)
-        if len(shape) < 1 or any(s < 1 for s in shape):
-            raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape}")
+        """x ~ N(0, prior_std² I), the law sampling starts from at t = ``t_max``."""
+        shape, dtype = check_shape(shape), check_dtype(dtype)
+        device = None if device is None else check_device(device)
+        check_generator(generator, device)
         z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
         return self.prior_std() * z
 
@@ -247,11 +288,60 @@ class VESDE(SDE):
         return self.sigma_max
 
 
-SDES = {"vp": VPSDE, "subvp": SubVPSDE, "sub-vp": SubVPSDE, "ve": VESDE}
+class RectifiedFlow(SDE):
+    r"""The linear path of flow matching / rectified flow: x_t = (1 − t) x_0 + t z.
+
+    m = 1 − t and σ = t, so λ = log((1 − t)/t). From f = m'/m and g² = (σ²)' − 2 f σ²:
+
+        f(t) = −1/(1 − t),   g²(t) = 2t + 2t²/(1 − t) = 2t/(1 − t),
+
+    and the probability-flow ODE is dx/dt = f x + ½ g² ε̂/σ = (ε̂ − x)/(1 − t) = ε̂ − x̂_0 = v(x, t),
+    the flow-matching velocity. At t = 1, m = 0: x_1 = z carries no information about x_0, f and g²
+    are infinite, and x̂_0 = (x − σ ε̂)/m is undefined. Sampling therefore starts at
+    ``t_max = 1 − 10⁻³`` from N(0, t_max² I) — the exact law there but for the m² Cov(x_0) = 10⁻⁶ Cov(x_0)
+    term — and every coefficient raises at t ≥ 1 instead of returning inf.
+    """
+
+    t_min = 1e-3
+    t_max = 1.0 - 1e-3
+
+    def config(self) -> dict:
+        return {}
+
+    @staticmethod
+    def _below_one(t) -> Tensor:
+        t = as_time(t)
+        if bool((t >= 1.0).any()):
+            raise ValueError("rectified flow: f(t) and g(t) are infinite at t = 1 (m = 0); "
+                             f"use t <= t_max = {RectifiedFlow.t_max}")
+        return t
+
+    def drift_coef(self, t) -> Tensor:
+        return -1.0 / (1.0 - self._below_one(t))
+
+    def diffusion(self, t) -> Tensor:
+        t = self._below_one(t)
+        return torch.sqrt(2.0 * t / (1.0 - t))
+
+    def marginal(self, t) -> tuple[Tensor, Tensor]:
+        t = as_time(t)
+        return 1.0 - t, t.clone()
+
+    def marginal_rates(self, t) -> tuple[Tensor, Tensor]:
+        """(m', σ') = (−1, 1) exactly, at every t ∈ [0, 1] (t = 1 included)."""
+        t = as_time(t)
+        return -torch.ones_like(t), torch.ones_like(t)
+
+    def prior_std(self) -> float:
+        return self.t_max
+
+
+SDES = {"vp": VPSDE, "subvp": SubVPSDE, "sub-vp": SubVPSDE, "ve": VESDE,
+        "rectified_flow": RectifiedFlow, "rf": RectifiedFlow}
 
 
 def get_sde(name: str | SDE, **kwargs) -> SDE:
-    """Build an SDE by name (``"vp"``, ``"subvp"``, ``"ve"``) or pass one through."""
+    """Build an SDE by name (``"vp"``, ``"subvp"``, ``"ve"``, ``"rectified_flow"``) or pass one through."""
     if isinstance(name, SDE):
         if kwargs:
             raise ValueError("keyword arguments are only accepted with an SDE name")

@@ -10,6 +10,15 @@ exponential moving average (EMA) of the weights, the network used for sampling:
 
     θ_ema ← d_n θ_ema + (1 − d_n) θ,   d_n = min(ema_decay, (1 + n)/(10 + n))
 
+With ``target="velocity"`` the network is a *velocity* model instead, trained with the
+conditional flow-matching loss (Lipman et al. 2023; Liu et al. 2023 for rectified flow)
+
+    L(θ) = E ‖u_θ(x_t, t, y) − (m'(t) x_0 + σ'(t) z)‖²     (rectified flow: z − x_0)
+
+whose minimiser is the marginal velocity u(x, t) = E[m' x_0 + σ' z | x_t = x], the
+probability-flow drift; sample it through
+:func:`~diffusion_lab.parameterizations.velocity_model_as_eps`.
+
 (n = updates so far; the ramp keeps the EMA from remembering the random
 initialisation in short runs). With class labels, each sample's label is
 replaced by the null class ``num_classes`` with probability ``label_dropout``,
@@ -22,6 +31,11 @@ batches), and dropout layers use the global RNG, seeded from ``seed`` inside
 ``torch.random.fork_rng`` (the caller's global RNG is left untouched). Both RNG
 states go into every checkpoint: a run killed and resumed ends bit-identical
 (on CPU) to one never interrupted.
+
+Resuming continues *the same run*: the checkpoint records what defines it (SDE, data and
+labels by SHA-256, seed, batch size, lr, weight decay, warm-up, clipping, EMA decay, t_min,
+label dropout, the network) and a resume that changes any of it is refused, naming the
+fields; only ``steps`` may change, and only grow.
 """
 
 from __future__ import annotations
@@ -37,11 +51,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import check_finite, check_int, check_positive, expand_like
-from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from ._checks import (
+    check_choice,
+    check_device,
+    check_finite,
+    check_int,
+    check_positive,
+    check_seed,
+    check_unit,
+    expand_like,
+)
+from .checkpoint import save_checkpoint
+from .resume import checkpoint_state, restore, resumable, run_spec
 from .sde import SDE
 
-__all__ = ["TrainResult", "train", "eps_loss", "drop_labels", "ema_update", "ema_decay_at"]
+TARGETS = ("eps", "velocity")
+
+__all__ = ["TrainResult", "train", "eps_loss", "velocity_loss", "TARGETS", "drop_labels",
+           "ema_update", "ema_decay_at"]
 
 
 @dataclass
@@ -78,6 +105,23 @@ def eps_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
     return F.mse_loss(eps, noise)
 
 
+def velocity_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
+                  y: Tensor | None = None) -> Tensor:
+    """L = mean ‖u_θ(m x_0 + σ z, t, y) − (m' x_0 + σ' z)‖², conditional flow matching
+    (the target is :func:`~diffusion_lab.parameterizations.conditional_velocity`; m, σ, m', σ'
+    are computed where ``t`` lives, as in :func:`eps_loss`)."""
+    m, s, dm, ds = (v.to(device=x0.device, dtype=x0.dtype)
+                    for v in (*sde.marginal(t), *sde.marginal_rates(t)))
+    t = t.to(device=x0.device, dtype=x0.dtype)
+    xt = expand_like(m, x0) * x0 + expand_like(s, x0) * noise
+    target = expand_like(dm, x0) * x0 + expand_like(ds, x0) * noise
+    u = net(xt, t) if y is None else net(xt, t, y)
+    return F.mse_loss(u, target)
+
+
+LOSSES = {"eps": eps_loss, "velocity": velocity_loss}
+
+
 def drop_labels(y: Tensor, p: float, null_class: int, generator: torch.Generator | None = None
                 ) -> Tensor:
     """Replace each label by ``null_class`` independently with probability ``p``."""
@@ -103,16 +147,6 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
         be.copy_(b)
 
 
-def _checkpoint_state(generator, step, losses, wall, ema_decay, device) -> dict:
-    state = {"generator_state": generator.get_state(),
-             "torch_cpu_rng_state": torch.get_rng_state(),
-             "loss_history": torch.tensor(losses, dtype=torch.float64),
-             "wall_time": wall, "ema_decay": ema_decay}
-    if device.type == "cuda":
-        state["torch_cuda_rng_state"] = torch.cuda.get_rng_state(device)
-    return state
-
-
 def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int = 128,
           lr: float = 2e-4, weight_decay: float = 0.0, warmup: int = 0,
           grad_clip: float | None = 1.0, ema_decay: float = 0.999, labels: Tensor | None = None,
@@ -120,8 +154,9 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
           ema: nn.Module | None = None, checkpoint_dir=None, checkpoint_every: int | None = None,
           resume: bool = False, sample_every: int | None = None, sample_fn=None,
           progress: bool = True, log_every: int = 10, device="cpu", data_shape=None,
-          class_names=None, info: dict | None = None) -> TrainResult:
-    """Train ``net`` (in place, moved to ``device``) to predict the noise of ``sde``.
+          class_names=None, info: dict | None = None, target: str = "eps") -> TrainResult:
+    """Train ``net`` (in place, moved to ``device``) to predict the noise of ``sde``
+    (``target="eps"``) or the flow velocity (``target="velocity"``, see module docs).
 
     ``data`` is ``[N, ...]`` (images ``[N, C, H, W]`` in [-1, 1], points ``[N, d]``);
     ``labels`` ``[N]`` ints in [0, num_classes) make the run class-conditional.
@@ -142,33 +177,33 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     steps = check_int(steps, "steps", minimum=0)
     batch_size = check_int(batch_size, "batch_size")
     log_every = check_int(log_every, "log_every")
-    check_positive(lr, "lr")
-    check_positive(weight_decay, "weight_decay", allow_zero=True)
-    check_int(warmup, "warmup", minimum=0)
-    if not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+    lr = check_positive(lr, "lr")
+    weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
+    warmup = check_int(warmup, "warmup", minimum=0)
+    grad_clip = None if grad_clip is None else check_positive(grad_clip, "grad_clip")
+    ema_decay = check_unit(ema_decay, "ema_decay", closed=False)
+    label_dropout = check_unit(label_dropout, "label_dropout")
+    seed = check_seed(seed)
+    target = check_choice(target, "target", TARGETS)
     t_min = sde.t_min if t_min is None else check_positive(t_min, "t_min")
     if not t_min < 1.0:
         raise ValueError(f"t_min must be < 1, got {t_min}")
-    null_class = None
-    if labels is not None:
-        null_class = getattr(net, "num_classes", None)
-        if null_class is None:
-            raise ValueError("labels were given but net has no num_classes (unconditional net)")
-        if labels.shape != (data.shape[0],) or labels.is_floating_point():
-            raise ValueError(f"labels must be an integer tensor of shape [{data.shape[0]}], "
-                             f"got {labels.dtype} {list(labels.shape)}")
-        if bool((labels < 0).any()) or bool((labels >= null_class).any()):
-            raise ValueError(f"labels must lie in [0, {null_class}), got "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
+    null_class = None if labels is None else _check_labels(net, labels, data.shape[0])
     if checkpoint_every is not None:
         check_int(checkpoint_every, "checkpoint_every")
         if checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
+    device = check_device(device)
+    ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    hyper = dict(seed=seed, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                 warmup=warmup, grad_clip=grad_clip, ema_decay=ema_decay, t_min=t_min,
+                 label_dropout=label_dropout if labels is not None else None)
+    # what defines the run (data fingerprinted): only needed when there is a checkpoint
+    run = None if ckpt_dir is None else run_spec(sde, data, labels, null_class, target=target,
+                                                 **hyper)
 
-    device = torch.device(device)
     net.to(device)
     data = data.to(device)
     labels = None if labels is None else labels.to(device=device, dtype=torch.long)
@@ -177,35 +212,17 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     fused = device.type == "cuda"  # one kernel for the whole update on a GPU
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay,
                                   fused=fused or None)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(seed)
     step, losses, wall_before = 0, [], 0.0
     info = dict(info or {})
-    info.update(seed=int(seed), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                warmup=warmup, grad_clip=grad_clip, ema_decay=ema_decay, t_min=t_min,
-                label_dropout=label_dropout if labels is not None else None)
+    info.update(hyper, target=target)
     data_shape = list(data.shape[1:]) if data_shape is None else data_shape
-    ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
 
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(int(seed))
-        if resume and ckpt_dir is not None and (ckpt_dir.exists() or _any_sibling(ckpt_dir)):
-            ck = load_checkpoint(ckpt_dir, device=device, training_state=True)
-            if ck.train_state is None or ck.optimizer_state is None:
-                raise ValueError(f"{ckpt_dir} holds no training state (saved without optimizer); "
-                                 "it cannot be resumed")
-            saved_cfg, cfg = ck.config["net"]["config"], net.config()
-            if ck.config["net"]["class"] != type(net).__name__ or saved_cfg != cfg:
-                diff = sorted(k for k in set(saved_cfg) | set(cfg)
-                              if saved_cfg.get(k) != cfg.get(k))
-                raise ValueError(f"cannot resume {ckpt_dir}: the network differs from the saved "
-                                 f"{ck.config['net']['class']} (config keys {diff})")
-            load_state_strict(net, ck.net.state_dict(), f"{ckpt_dir}/model.safetensors")
-            load_state_strict(ema, ck.ema.state_dict(), f"{ckpt_dir}/ema.safetensors")
-            optimizer.load_state_dict(ck.optimizer_state)
-            for group in optimizer.param_groups:  # the implementation follows this device
-                group["fused"], group["foreach"] = fused or None, None
-            ts = ck.train_state
+        torch.manual_seed(seed)
+        if resume and resumable(ckpt_dir):
+            ts = restore(ckpt_dir, net, ema, optimizer, run, steps, device)
             step = int(ts["step"])
             losses = ts["loss_history"].tolist()
             wall_before = float(ts["wall_time"])
@@ -218,8 +235,8 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
             run_info = dict(info, wall_time=wall, device=str(device),
                             final_loss=TrainResult(losses, at_step, ema, wall).final_loss)
             save_checkpoint(ckpt_dir, net, sde, ema=ema, optimizer=optimizer, step=at_step,
-                            train_state=_checkpoint_state(generator, at_step, losses, wall,
-                                                          ema_decay, device),
+                            train_state=checkpoint_state(generator, at_step, losses, wall,
+                                                          ema_decay, device, run),
                             data_shape=data_shape, class_names=class_names, info=run_info)
 
         pending: list[Tensor] = []
@@ -253,10 +270,10 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
                 y = drop_labels(labels[idx.to(device)], label_dropout, null_class, generator)
             for group in optimizer.param_groups:
                 group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
-            loss = eps_loss(net, sde, x0, t, noise.to(device=device, dtype=data.dtype), y)
+            loss = LOSSES[target](net, sde, x0, t, noise.to(device=device, dtype=data.dtype), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if grad_clip is not None and grad_clip > 0:
+            if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
             optimizer.step()
             ema_update(ema, net, ema_decay_at(step, ema_decay))
@@ -280,5 +297,17 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     return TrainResult(losses, step, ema, wall, samples, dict(info, device=str(device)))
 
 
-def _any_sibling(path: Path) -> bool:
-    return path.parent.is_dir() and any(path.parent.glob(f".{path.name}.*-*"))
+def _check_labels(net: nn.Module, labels, n: int) -> int:
+    """Check class labels ``[n]`` for ``net``; returns its null class (= num_classes)."""
+    null_class = getattr(net, "num_classes", None)
+    if null_class is None:
+        raise ValueError("labels were given but net has no num_classes (unconditional net)")
+    if not isinstance(labels, Tensor) or labels.shape != (n,) or labels.is_floating_point() \
+            or labels.dtype == torch.bool or labels.is_complex():
+        got = f"{labels.dtype} {list(labels.shape)}" if isinstance(labels, Tensor) else \
+            type(labels).__name__
+        raise ValueError(f"labels must be an integer tensor of shape [{n}], got {got}")
+    if bool((labels < 0).any()) or bool((labels >= null_class).any()):
+        raise ValueError(f"labels must lie in [0, {null_class}), got "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    return null_class

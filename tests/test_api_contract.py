@@ -86,3 +86,25 @@ def test_generative_model_contract(tmp_path):
     b = dl.GenerativeModel.load(tmp_path / "copy").generate(4, method="dpm_solver", steps=5,
                                                            seed=0)
     assert torch.equal(a, b)
+
+
+def test_rectified_flow_and_edm_contract():
+    """DESIGN: ``dl.get_sde("rectified_flow")`` has m = 1 − t, σ = t and every sampler works on
+    it; ``method="edm", grid="karras"`` is a sampler. On a point mass at μ every sampler's mean
+    must land on μ (the stochastic ones keep the noise of their last step, so not each sample)."""
+    rf = dl.get_sde("rectified_flow")
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    m, s = rf.marginal(t)
+    torch.testing.assert_close(m, 1 - t)
+    torch.testing.assert_close(s, t)
+    oracle = dl.GaussianOracle(rf, mean=[0.5, -0.25], cov=[[0.0, 0.0], [0.0, 0.0]])
+    for method in dl.SAMPLERS:
+        x0 = dl.sample(oracle, rf, (64, 2), method=method, steps=40,
+                       generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        err = float((x0.mean(0) - torch.tensor([0.5, -0.25], dtype=torch.float64)).abs().max())
+        assert err < 0.02, (method, err)
+    sde = dl.VPSDE()
+    eps_model = dl.GaussianOracle(sde, mean=[0.5, -0.25], cov=[[0.0, 0.0], [0.0, 0.0]])
+    x0 = dl.sample(eps_model, sde, (8, 2), method="edm", grid="karras", steps=40,
+                   dtype=torch.float64)
+    assert float((x0 - torch.tensor([0.5, -0.25], dtype=torch.float64)).abs().max()) < 0.05

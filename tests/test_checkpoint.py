@@ -11,10 +11,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+import diffusion_lab.atomic as atomic_mod
 import diffusion_lab.checkpoint as ckpt_mod
 from diffusion_lab.checkpoint import (
     PickleRefusedError,
     load_checkpoint,
+    recover_checkpoint,
     save_checkpoint,
     sde_from_json,
     sde_to_json,
@@ -102,8 +104,7 @@ def test_optimizer_and_training_state_round_trip(tmp_path):
         opt.step()
     gen = torch.Generator().manual_seed(5)
     torch.rand(3, generator=gen)
-    state = {"generator_state": gen.get_state(), "loss_history": torch.rand(5, dtype=torch.float64),
-             "wall_time": 1.5}
+    state = _train_state(gen, 3, wall_time=1.5)
     save_checkpoint(tmp_path / "ck", net, VPSDE(), optimizer=opt, train_state=state, step=3)
     ck = load_checkpoint(tmp_path / "ck", training_state=True)
     fresh = torch.optim.AdamW(ck.net.parameters(), lr=1.0)
@@ -119,6 +120,17 @@ def test_optimizer_and_training_state_round_trip(tmp_path):
     g2 = torch.Generator()
     g2.set_state(ck.train_state["generator_state"])
     assert torch.equal(torch.rand(4, generator=g2), torch.rand(4, generator=gen))
+
+
+def _train_state(gen, step, wall_time=1.5):
+    """A valid training state for ``step`` steps (what training.train saves)."""
+    from diffusion_lab.resume import checkpoint_state, run_spec
+
+    data = torch.zeros(4, 2)
+    run = run_spec(VPSDE(), data, None, None, seed=0, batch_size=2, lr=1e-3, weight_decay=0.0,
+                   warmup=0, grad_clip=1.0, ema_decay=0.9, t_min=1e-3, label_dropout=None)
+    losses = torch.rand(step, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    return checkpoint_state(gen, step, losses.tolist(), wall_time, 0.9, torch.device("cpu"), run)
 
 
 class _MakesMarker:
@@ -206,12 +218,14 @@ def test_unregistered_or_unknown_classes_are_errors(tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     cfg["net"]["class"] = "NoSuchNet"
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(KeyError, match="NoSuchNet"):
+    with pytest.raises(ValueError, match=r"config\.json: field 'net\.class': unknown network "
+                       r"class 'NoSuchNet'"):
         load_checkpoint(path)
     cfg["net"]["class"] = "MLP"
     cfg["sde"]["schedule"]["class"] = "os.system"
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="unknown schedule class 'os.system'"):
+    with pytest.raises(ValueError, match="field 'sde.schedule.class': unknown schedule class "
+                       "'os.system'"):
         load_checkpoint(path)
 
 
@@ -219,19 +233,27 @@ def _weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
-def test_failed_final_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+def test_failed_final_rename_keeps_previous_checkpoint(tmp_path, monkeypatch, exchange):
     old_net = _randomise(MLP(hidden=8, layers=1), 0)
     path = save_checkpoint(tmp_path / "ck", old_net, VPSDE(), step=1)
     (path / "README.md").write_text("model card")
     before = _weights(path)
     real_replace = os.replace
 
+    def crash(*a, **k):
+        raise OSError("simulated crash before the final rename")
+
     def crash_on_commit(src, dst):
         if os.path.basename(str(src)).startswith(".ck.tmp-"):
-            raise OSError("simulated crash before the final rename")
+            crash()
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt_mod.os, "replace", crash_on_commit)
+    if exchange:
+        monkeypatch.setattr(atomic_mod, "_exchange", crash)
+    else:
+        monkeypatch.setattr(atomic_mod, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic_mod.os, "replace", crash_on_commit)
     new_net = _randomise(MLP(hidden=8, layers=1), 1)
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, new_net, VPSDE(), step=2)
@@ -245,6 +267,8 @@ def test_failed_final_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert load_checkpoint(path).info["steps"] == 2
     assert torch.equal(_weights(path)["out.weight"], new_net.out.weight.detach())
     assert (path / "README.md").read_text() == "model card"
+    assert sorted(os.listdir(path)) == ["README.md", "complete.json", "config.json",
+                                        "model.safetensors"]
 
 
 def test_crash_while_writing_files_keeps_previous_checkpoint(tmp_path, monkeypatch):
@@ -268,16 +292,27 @@ def test_crash_while_writing_files_keeps_previous_checkpoint(tmp_path, monkeypat
     assert sorted(os.listdir(tmp_path)) == ["ck"]
 
 
-def test_interrupted_swap_is_recovered(tmp_path):
-    """A process killed between the two renames leaves the old copy beside the final name."""
+def test_interrupted_swap_is_recovered_only_explicitly(tmp_path):
+    """A save killed between the two renames (where no atomic exchange exists) leaves the
+    complete old and new copies beside the final name. Loading renames nothing and says how
+    to recover; recover_checkpoint puts the newest back; the next save cleans up."""
     path = save_checkpoint(tmp_path / "ck", _randomise(MLP(hidden=8, layers=1), 0), VPSDE(),
                            step=5)
+    newer = save_checkpoint(tmp_path / "staging", _randomise(MLP(hidden=8, layers=1), 1),
+                            VPSDE(), step=6)
     os.replace(path, tmp_path / ".ck.old-deadbeef")
-    (tmp_path / ".ck.tmp-half").mkdir()  # an incomplete new copy (no config.json)
-    with pytest.warns(UserWarning, match="interrupted save"):
-        ck = load_checkpoint(path)
-    assert ck.info["steps"] == 5 and path.is_dir()
-    save_checkpoint(path, ck.net, ck.sde, step=6)
+    os.replace(newer, tmp_path / ".ck.tmp-cafe")
+    (tmp_path / ".ck.tmp-half").mkdir()  # an unfinished copy: no marker
+    (tmp_path / ".ck.tmp-half" / "config.json").write_text("")  # even with a 0-byte config
+    listing = sorted(os.listdir(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"\.ck\.tmp-cafe.*recover_checkpoint"):
+        load_checkpoint(path)
+    assert sorted(os.listdir(tmp_path)) == listing  # loading renamed nothing
+    assert "restored" in recover_checkpoint(path)
+    assert load_checkpoint(path).info["steps"] == 6  # the newest complete copy
+    with pytest.raises(FileExistsError, match="nothing to recover"):
+        recover_checkpoint(path)
+    save_checkpoint(path, MLP(hidden=8, layers=1), VPSDE(), step=7)
     assert sorted(os.listdir(tmp_path)) == ["ck"]  # leftovers cleaned by the next save
 
 

@@ -145,8 +145,8 @@ def dpm_solver_2m(a, b, h, hp):
 
 
 def corrector_step_size(score, z, snr, alpha):
-    ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1)
-    return 2 * alpha * (snr * ratio) ** 2
+    ratio = z.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean()
+    return (2 * alpha * (snr * ratio) ** 2).expand(z.shape[0])
 
 
 # -- typical wrong answers, each with the words its diagnosis must contain --------------------
@@ -173,6 +173,24 @@ def _embed_cos_first(t, dim):
 def _ddim_sigma_s(x, eps, ms, ss, mt, st, eta, z):
     c = eta * st * math.sqrt(1 - math.exp(-2 * _h(ms, ss, mt, st)))
     return mt * (x - ss * eps) / ms + math.sqrt(ss**2 - c**2) * eps + c * z
+
+
+def conditional_velocity(x0, z, t):
+    return z - x0
+
+
+def velocity_to_eps(x, u, t):
+    return x + (1 - t)[:, None] * u
+
+
+def flow_euler_step(x, u_model, t, dt):
+    return x - dt * u_model(x, torch.full((x.shape[0],), t, dtype=x.dtype))
+
+
+def straightness(traj, times):
+    dt = (times[1:] - times[:-1]).abs()
+    energy = sum(((traj[k + 1] - traj[k]) ** 2).sum(-1) / dt[k] for k in range(len(dt)))
+    return ((traj[-1] - traj[0]) ** 2).sum(-1) / ((times[-1] - times[0]).abs() * energy)
 
 
 CASES = [
@@ -278,9 +296,36 @@ CASES = [
         (lambda a, b, h, hp: dpm_solver_2m(a, b, hp, h), "r = h_prev/h"),
     ]),
     ("check_corrector_step_size", corrector_step_size, [
-        (lambda s, z, snr, a: 2 * a * snr * z.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1),
+        (lambda s, z, snr, a: (2 * a * snr * z.flatten(1).norm(dim=1).mean()
+                               / s.flatten(1).norm(dim=1).mean()).expand(z.shape[0]),
          "must be squared"),
         (lambda s, z, snr, a: corrector_step_size(s, z, snr, a) / a, "α is missing"),
+        (lambda s, z, snr, a: 2 * a * (snr * z.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1)) ** 2,
+         "per-sample norms"),
+    ]),
+]
+CASES += [
+    ("check_conditional_velocity", conditional_velocity, [
+        (lambda x0, z, t: x0 - z, "the sign of the velocity is flipped"),
+        (lambda x0, z, t: z, "that is the ε-prediction target"),
+        (lambda x0, z, t: (1 - t)[:, None] * x0 + t[:, None] * z, "that is the point x_t"),
+    ]),
+    ("check_velocity_to_eps", velocity_to_eps, [
+        (lambda x, u, t: x + u, "the (1 − t) factor is missing"),
+        (lambda x, u, t: x - (1 - t)[:, None] * u, "the sign of the velocity"),
+        (lambda x, u, t: x + t[:, None] * u, "not t"),
+    ]),
+    ("check_flow_euler_step", flow_euler_step, [
+        (lambda x, um, t, dt: 2 * x - flow_euler_step(x, um, t, dt), "the wrong way"),
+        (lambda x, um, t, dt: flow_euler_step(x, um, t, 1.0), "the step size dt is missing"),
+        (lambda x, um, t, dt: flow_euler_step(x, lambda a, b: um(a, b - dt), t, dt),
+         "evaluate u at the start of the step"),
+    ]),
+    ("check_straightness", straightness, [
+        (lambda tr, ts: straightness(tr, ts) * (ts[-1] - ts[0]).abs(), "the length L"),
+        (lambda tr, ts: 1 / straightness(tr, ts), "the ratio is inverted"),
+        (lambda tr, ts: straightness(tr, torch.arange(len(ts), dtype=ts.dtype)) * (len(ts) - 1)
+         / (ts[-1] - ts[0]).abs(), "divide each"),
     ]),
 ]
 IDS = [c[0] for c in CASES]

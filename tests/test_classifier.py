@@ -71,7 +71,7 @@ def test_strict_loading_names_the_tensor(tmp_path):
         load_classifier(path)
 
     save_file({**state, "head.bias": torch.zeros(11)}, str(weights))
-    with pytest.raises(ValueError, match=r"'head\.bias' has shape \[11\]"):
+    with pytest.raises(ValueError, match=r"'head\.bias': file \[11\], network \[10\]"):
         load_classifier(path)
 
     with pytest.raises(FileNotFoundError, match="train_classifier"):

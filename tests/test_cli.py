@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from diffusion_lab.__main__ import main
-from diffusion_lab.checkpoint import PickleRefusedError, load_checkpoint
+from diffusion_lab.checkpoint import load_checkpoint
 from diffusion_lab.model import GenerativeModel
 
 TOY = ["train", "--dataset", "two_moons", "--n-points", "512", "--batch-size", "32",
@@ -46,8 +46,8 @@ def test_train_mnist_slim_and_sample_grid(tmp_path):
                  "--base-channels", "8", "--channel-mults", "1,2", "--attention-resolutions", "",
                  "--class-conditional", "--card-samples", "4", "--out", str(out), "--slim",
                  "--no-progress"]) == 0
-    assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors",
-                                       "samples.png"]
+    assert sorted(os.listdir(out)) == ["README.md", "complete.json", "config.json",
+                                       "model.safetensors", "samples.png"]
     model = GenerativeModel.load(out)
     assert model.data_shape == (1, 28, 28) and model.num_classes == 10 and model.ema is None
     assert Image.open(out / "samples.png").size == (2 * 30 + 2, 2 * 30 + 2)  # 2x2 grid, pad 2
@@ -57,10 +57,11 @@ def test_train_mnist_slim_and_sample_grid(tmp_path):
     assert Image.open(grid).size == (2 * 30 + 2, 2 * 30 + 2)
 
 
-def test_sample_refuses_pickles_and_bad_arguments(tmp_path):
+def test_sample_refuses_pickles_and_bad_arguments(tmp_path, capsys):
     f = tmp_path / "model.pth"
     f.write_bytes(b"\x80\x04not really")
-    with pytest.raises(PickleRefusedError):
-        main(["sample", "--checkpoint", str(f), "--out", str(tmp_path / "x.png")])
+    assert main(["sample", "--checkpoint", str(f), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to load") and "pickle" in err and err.count("\n") == 1
     with pytest.raises(SystemExit):
         main(["train", "--dataset", "cifar", "--steps", "1", "--out", str(tmp_path / "c")])

@@ -1,4 +1,4 @@
-"""Exercises and solutions for lessons 01–06 stay single-sourced, up to date and alive.
+"""Exercises and solutions for lessons 01–06 and 11 stay single-sourced, up to date and alive.
 
 ``solutions/src/NN_topic.py`` (jupytext) -> ``solutions/NN_topic.ipynb`` (executed, by
 ``tools/build_solutions.py``) -> ``exercises/NN_topic.ipynb`` (stubs, by
@@ -32,7 +32,7 @@ EX_DIR = ROOT / "exercises"
 SRC_DIR = SOL_DIR / "src"
 KERNEL = "python3"
 QUICK_BUDGET_S = 20.0  # one notebook, QUICK, kernel start included (measured 3–5 s on 2 cores)
-LESSONS = ("01", "02", "03", "04", "05", "06")
+LESSONS = ("01", "02", "03", "04", "05", "06", "11")
 CHECK_CALL = "checks.check_"
 
 sys.path.insert(0, str(ROOT / "tools"))

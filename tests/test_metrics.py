@@ -312,3 +312,18 @@ def test_inception_option_passes_through_to_torchmetrics():
         pytest.skip("torch-fidelity is installed; the pass-through needs its weights (network)")
     with pytest.raises(ValueError, match="more samples than feature dimensions"):
         fid(x, x, feature_net="inception")   # n = 4 <= 2048 Inception features
+
+
+def test_inception_input_keeps_every_grey_level():
+    """The images handed to Inception are uint8 with k = 255 (x + 1)/2 exactly: every one of the
+    256 levels of a quantised image survives (truncating (x*255).byte() loses 95 of them)."""
+    from diffusion_lab.metrics import to_uint8_rgb
+
+    k = torch.arange(256, dtype=torch.float32)
+    x = (k / 255.0 * 2.0 - 1.0).reshape(1, 1, 16, 16)
+    out = to_uint8_rgb(x)
+    assert out.dtype == torch.uint8 and out.shape == (1, 3, 16, 16)
+    assert torch.equal(out[0, 0].flatten().long(), k.long())
+    assert torch.equal(out[0, 1], out[0, 0]) and torch.equal(out[0, 2], out[0, 0])
+    truncated = (((x + 1) / 2) * 255).byte().flatten().long()
+    assert int((truncated != k.long()).sum()) > 0  # the bug this guards against is real

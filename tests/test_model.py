@@ -112,7 +112,7 @@ def test_generate_argument_errors():
         cond.generate(2, labels=[0, 3])
     with pytest.raises(ValueError, match="n = 4 entries"):
         cond.generate(4, labels=[0, 1])
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match="n must be >= 1"):
         cond.generate(0)
 
 

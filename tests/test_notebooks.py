@@ -149,12 +149,15 @@ def test_quick_run_papermill(path, tmp_path, monkeypatch):
 def test_checked_cells_nbval(path, tmp_path):
     from papermill.parameterize import parameterize_notebook
 
-    # the copy sits in <tmp>/notebooks/ beside a link <tmp>/data -> data/, so relative
-    # paths such as ../data/checkpoints resolve as they do from notebooks/
+    # the copy sits in <tmp>/notebooks/ beside a link <tmp>/data -> data/ (and with a link
+    # figures -> notebooks/figures/), so relative paths such as ../data/checkpoints resolve
+    # as they do from notebooks/
     work = tmp_path / "notebooks"
     work.mkdir()
     if (ROOT / "data").exists():
         (tmp_path / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    if (NB_DIR / "figures").exists():  # stored pictures the notebooks show (lesson 10)
+        (work / "figures").symlink_to(NB_DIR / "figures", target_is_directory=True)
     nb = parameterize_notebook(_read(path), {"QUICK": True}, kernel_name=KERNEL,
                                language="python")
     target = work / path.name
@@ -169,3 +172,17 @@ def test_checked_cells_nbval(path, tmp_path):
     seconds = time.perf_counter() - start
     print(f"\n{path.name}: nbval {seconds:.1f} s")
     assert proc.returncode == 0, f"nbval failed for {path.name}:\n{proc.stdout[-6000:]}"
+
+
+def test_stored_kernelspec_is_the_one_make_installs():
+    """JupyterLab marks a notebook modified on opening when its stored kernelspec differs from
+    the installed kernel's: the Makefile's ``ipykernel install`` must name the same kernel."""
+    import re
+
+    make = (ROOT / "Makefile").read_text()
+    m = re.search(r'ipykernel install .*--name (\S+) --display-name "([^"]+)"', make)
+    assert m, "the Makefile installs no named kernel"
+    for path in [*NOTEBOOKS, *sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")),
+                 *sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))]:
+        spec = _read(path).metadata["kernelspec"]
+        assert (spec["name"], spec["display_name"]) == m.groups(), (path.name, spec)

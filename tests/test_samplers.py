@@ -21,7 +21,7 @@ MEAN, COV = [1.0, -0.5], [[1.0, 0.5], [0.5, 0.8]]
 VARIANTS = [  # (method, options) covering every code path
     ("euler_maruyama", {}),
     ("predictor_corrector", {}),
-    ("predictor_corrector", {"n_corrector": 2, "norm": "sample"}),
+    ("predictor_corrector", {"n_corrector": 2}),
     ("probability_flow", {"solver": "euler"}),
     ("probability_flow", {"solver": "heun"}),
     ("probability_flow", {"solver": "rk4"}),
@@ -34,6 +34,8 @@ VARIANTS = [  # (method, options) covering every code path
     ("dpm_solver", {"order": 1}),
     ("ancestral", {}),
     ("ancestral", {"variance": "beta"}),
+    ("edm", {}),
+    ("edm", {"s_churn": 10.0}),
 ]
 
 
@@ -67,7 +69,8 @@ def _prior(n=16, seed=0, sde=None):
 # -- sample() and the registry ---------------------------------------------------------------
 def test_registry_and_dispatch(oracle, vp):
     assert set(S.SAMPLERS) == {"euler_maruyama", "predictor_corrector", "probability_flow",
-                               "exponential_integrator", "ddim", "dpm_solver", "ancestral"}
+                               "exponential_integrator", "ddim", "dpm_solver", "ancestral", "edm"}
+    assert set(S.DEFAULT_GRIDS) == set(S.SAMPLERS)
     # sample() == prior draw + the sampler function, with the same generator stream
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     a = S.sample(oracle, vp, (8, 2), method="ddim", steps=5, generator=g1, dtype=F64, eta=0.3)
@@ -78,7 +81,7 @@ def test_registry_and_dispatch(oracle, vp):
 
 
 def test_unknown_method_lists_valid_names(oracle, vp):
-    msg = "unknown method 'heun'; valid: euler_maruyama, .*dpm_solver, ancestral"
+    msg = "unknown method 'heun'; valid: euler_maruyama, .*dpm_solver, ancestral, edm"
     with pytest.raises(ValueError, match=msg):
         S.sample(oracle, vp, (4, 2), method="heun")
 
@@ -111,6 +114,9 @@ def test_seeds_nfe_callback_and_info(method, opts, oracle, vp):
         assert info["nfe"] == 1 + 6 * (info["steps"] + info["rejected"])
         return
     assert len(calls) == steps == info["steps"]
+    if method == "edm":  # Heun on every step but the last (Euler)
+        assert info["nfe"] == 2 * steps - 1
+        return
     per_step = {"predictor_corrector": 1 + opts.get("n_corrector", 1),
                 "probability_flow": {"euler": 1, "heun": 2, "rk4": 4}.get(opts.get("solver"))}
     assert info["nfe"] == steps * (per_step.get(method) or 1)
@@ -121,7 +127,7 @@ def test_callback_x0_hat_is_the_tweedie_estimate_of_the_step(oracle, vp):
     x1 = _prior(8)
     states, x0s = [x1], []
     grid = time_grid(vp, 4).tolist()
-    S.ddim(oracle, vp, x1, steps=4,
+    S.ddim(oracle, vp, x1, steps=4, grid="uniform",
            callback=lambda i, t, x, x0: (states.append(x), x0s.append(x0)))
     for i, (x, x0) in enumerate(zip(states[:-1], x0s, strict=True)):
         m, s = coefficients(vp, grid[i])[:2]
@@ -163,7 +169,7 @@ def test_class_labels_are_passed_through(vp):
     ({"t_end": 0.0}, "t_end must lie in the open interval"),
     ({"t_end": 1.0}, "t_end must lie in the open interval"),
     ({"t_end": 1.5}, "t_end must lie in the open interval"),
-    ({"grid": "cosine"}, "unknown grid 'cosine'; valid: logsnr, quadratic, uniform"),
+    ({"grid": "cosine"}, "unknown grid 'cosine'; valid: karras, logsnr, quadratic, uniform"),
 ])
 def test_shared_argument_errors(kwargs, match, oracle, vp):
     kwargs = {"steps": 3, **kwargs}
@@ -177,7 +183,9 @@ def test_shared_argument_errors(kwargs, match, oracle, vp):
     ("ddim", {"eta": 5.0}, "eta=5.0 is too large"),
     ("predictor_corrector", {"snr": 0.0}, "snr must be finite and > 0"),
     ("predictor_corrector", {"n_corrector": -1}, "n_corrector must be >= 0"),
-    ("predictor_corrector", {"norm": "pixel"}, "unknown norm"),
+    ("predictor_corrector", {"norm": "sample"}, "unexpected keyword argument 'norm'"),
+    ("edm", {"s_churn": -1.0}, "s_churn must be finite and >= 0"),
+    ("edm", {"s_tmin": 2.0, "s_tmax": 1.0}, "s_tmax must be >= s_tmin"),
     ("probability_flow", {"solver": "midpoint"}, "unknown solver 'midpoint'"),
     ("probability_flow", {"solver": "rk45", "rtol": 0.0}, "rtol must be finite and > 0"),
     ("dpm_solver", {"order": 3}, "order must be 1 or 2"),
@@ -220,7 +228,8 @@ def test_time_grids(sde):
                                t_end + (1 - t_end) * (1 - u) ** 2)
     lg = time_grid(sde, n, t_end, "logsnr")
     assert lg[0] == 1.0 and lg[-1] == t_end
-    lam = sde.log_snr(lg)
+    lam = sde.half_log_snr(lg)
+    torch.testing.assert_close(sde.log_snr(lg), 2 * lam)
     step = torch.full((n,), float(lam[1] - lam[0]), dtype=F64)
     torch.testing.assert_close(lam[1:] - lam[:-1], step, rtol=1e-9, atol=1e-9)
     assert time_grid(sde, 3)[-1] == sde.t_min
@@ -265,23 +274,34 @@ def test_ancestral_beta_variance_is_ddpm_beta_for_vp(oracle, vp):
                                rtol=1e-10, atol=1e-12)
 
 
-def test_dpm_solver_lower_order_final_rule(oracle, vp):
-    """Below 15 steps the last step is first order (it uses only the last x̂_0); from 15 on
-    the flag changes nothing."""
+def test_dpm_solver_takes_first_order_steps_exactly_where_the_step_ratio_is_extreme(oracle, vp):
+    """A 2M step needs r = h_{i-1}/h_i >= 0.7; otherwise (and on the first step) the update is
+    DPM-Solver++1 with the current x̂_0. Rebuilt here step by step from the callback's states."""
     x1 = _prior(32)
-    for steps in (6, 14):
+    for grid in ("uniform", "logsnr"):
         rec = []
-        a = S.dpm_solver(oracle, vp, x1, steps=steps,
-                         callback=lambda i, t, x, x0, r=rec: r.append((x, x0)))
-        b = S.dpm_solver(oracle, vp, x1, steps=steps, lower_order_final=False)
-        assert not torch.allclose(a, b)
-        grid = time_grid(vp, steps).tolist()
-        cs, ct = coefficients(vp, grid[-2]), coefficients(vp, grid[-1])
-        x_prev, x0_last = rec[-2][0], rec[-1][1]
-        first = (ct.sigma / cs.sigma) * x_prev - ct.m * math.expm1(cs.lam - ct.lam) * x0_last
-        torch.testing.assert_close(a, first, rtol=0, atol=1e-12)
-    a = S.dpm_solver(oracle, vp, x1, steps=15)
-    assert torch.equal(a, S.dpm_solver(oracle, vp, x1, steps=15, lower_order_final=False))
+        out = S.dpm_solver(oracle, vp, x1, steps=12, grid=grid,
+                           callback=lambda i, t, x, x0, r=rec: r.append((x, x0)))
+        ts = time_grid(vp, 12, kind=grid).tolist()
+        lam = [coefficients(vp, t).lam for t in ts]
+        hs = [b - a for a, b in zip(lam, lam[1:], strict=False)]
+        low = [i == 0 or hs[i - 1] / hs[i] < S.DPM_MIN_STEP_RATIO for i in range(12)]
+        x = x1
+        for i in range(12):
+            cs, ct = coefficients(vp, ts[i]), coefficients(vp, ts[i + 1])
+            x0 = rec[i][1]
+            if low[i]:
+                d = x0
+            else:
+                r = hs[i - 1] / hs[i]
+                d = (1 + 0.5 / r) * x0 - 0.5 / r * rec[i - 1][1]
+            x = (ct.sigma / cs.sigma) * x - ct.m * math.expm1(-hs[i]) * d
+            torch.testing.assert_close(x, rec[i][0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(out, x, rtol=0, atol=1e-12)
+        if grid == "logsnr":
+            assert low == [True] + [False] * 11  # equal steps in λ: r = 1
+        else:
+            assert low[-1] and not all(low[1:])  # the long last step of a uniform-t grid
 
 
 # -- the Langevin corrector -----------------------------------------------------------------
@@ -307,19 +327,16 @@ def test_langevin_stationary_variance(ratio):
     assert abs(float(x.mean()) - mu) < 5 * math.sqrt(stationary / n)
 
 
-@pytest.mark.parametrize("norm", ["sample", "batch"])
-def test_langevin_snr_step_size_rule(norm, oracle):
-    """ε = 2 α (snr ‖z‖/‖s‖)², with the same z used in the update."""
+def test_langevin_snr_step_size_rule(oracle):
+    """ε = 2 α (snr ‖z‖/‖s‖)² with batch-mean norms, the same z used in the update."""
     sde = oracle.sde
     x = _prior(10) * 0.7 + 0.2
     t, snr, alpha = 0.3, 0.16, 0.97
-    new, size = S.langevin_corrector_step(oracle, sde, x, t, snr=snr, alpha=alpha, norm=norm,
+    new, size = S.langevin_corrector_step(oracle, sde, x, t, snr=snr, alpha=alpha,
                                           generator=torch.Generator().manual_seed(4))
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=F64)
     score = oracle.score(x, t)
-    zn, sn = z.norm(dim=1), score.norm(dim=1)
-    if norm == "batch":
-        zn, sn = zn.mean().expand(10), sn.mean().expand(10)
+    zn, sn = z.norm(dim=1).mean().expand(10), score.norm(dim=1).mean().expand(10)
     expected = 2 * alpha * (snr * zn / sn) ** 2
     torch.testing.assert_close(size, expected, rtol=1e-12, atol=0)
     e = expected[:, None]
@@ -330,7 +347,8 @@ def test_predictor_corrector_is_langevin_then_reverse_sde_euler(oracle, vp):
     """PC = [Langevin at s with α = ᾱ_s/ᾱ_t = exp(−∫_t^s β)] then an Euler–Maruyama step of
     ``sde.reverse`` (an independent implementation of the reverse SDE)."""
     x1 = _prior(64)
-    out = S.predictor_corrector(oracle, vp, x1, steps=3, generator=torch.Generator().manual_seed(6))
+    out = S.predictor_corrector(oracle, vp, x1, steps=3, grid="uniform",
+                                generator=torch.Generator().manual_seed(6))
     g = torch.Generator().manual_seed(6)
     rev = vp.reverse(oracle.score)
     x, grid = x1, time_grid(vp, 3).tolist()

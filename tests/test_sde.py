@@ -88,7 +88,7 @@ def test_f_is_dlogm_and_g2_is_variance_ode(name):
     torch.testing.assert_close(f, dm / m, rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(g2, ds2 - 2 * f * s**2, rtol=1e-6, atol=1e-8)
     # g² = −2 σ² λ'(t) with λ = log(m/σ)
-    dlam = (sde.log_snr(t + h) - sde.log_snr(t - h)) / (2 * h)
+    dlam = (sde.half_log_snr(t + h) - sde.half_log_snr(t - h)) / (2 * h)
     torch.testing.assert_close(g2, -2 * s**2 * dlam, rtol=1e-6, atol=1e-8)
 
 
@@ -159,21 +159,64 @@ def test_prior_sample_moments_and_reproducibility(name, check_mean_var):
 def test_t_from_log_snr_inverts_log_snr(name):
     sde = SDES[name]
     t = torch.linspace(0.01, 0.99, 25, dtype=F64)
-    lam = sde.log_snr(t)
+    lam = sde.half_log_snr(t)
     assert bool((torch.diff(lam) < 0).all())
-    torch.testing.assert_close(sde.t_from_log_snr(lam), t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(sde.t_from_half_log_snr(lam), t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(sde.t_from_log_snr(sde.log_snr(t)), t, rtol=1e-10, atol=1e-12)
     m, s = sde.marginal(t)
     torch.testing.assert_close(lam, torch.log(m / s))
+    torch.testing.assert_close(sde.log_snr(t), torch.log(m**2 / s**2))
     with pytest.raises(ValueError, match="lam"):
-        sde.t_from_log_snr(torch.tensor([float("nan")]))
+        sde.t_from_half_log_snr(torch.tensor([float("nan")]))
+    with pytest.raises(ValueError, match="log_snr must lie in"):
+        sde.t_from_log_snr(torch.tensor([-1e3]))
 
 
-def test_vp_half_log_snr_is_half_the_schedule_log_snr():
+def test_vp_log_snr_is_the_schedule_log_snr_and_twice_lambda():
+    """One notation: ``log_snr`` = log(m²/σ²) on schedules and SDEs, λ = ``half_log_snr``."""
     sde = SDES["vp"]
     t = torch.tensor([0.01, 0.3, 0.7, 1.0], dtype=F64)
     m, s = sde.marginal(t)
-    torch.testing.assert_close(2 * sde.log_snr(t), torch.log(m**2 / (1 - m**2)))
-    torch.testing.assert_close(2 * sde.log_snr(t), sde.schedule.log_snr(t))
+    torch.testing.assert_close(sde.log_snr(t), torch.log(m**2 / (1 - m**2)))
+    torch.testing.assert_close(sde.log_snr(t), sde.schedule.log_snr(t))
+    torch.testing.assert_close(2 * sde.half_log_snr(t), sde.log_snr(t))
+
+
+# -- rectified flow: x_t = (1 − t) x_0 + t z ---------------------------------------------------
+def test_rectified_flow_coefficients_follow_from_its_marginal():
+    """f = m'/m = −1/(1 − t) and g² = (σ²)' − 2fσ² = 2t/(1 − t), by finite differences of the
+    marginal (m, σ) = (1 − t, t); the PF-ODE drift f x + ½ g² ε/σ is the velocity (ε − x)/(1 − t)."""
+    sde = get_sde("rectified_flow")
+    t = torch.tensor([0.01, 0.2, 0.5, 0.8, 0.99], dtype=F64)
+    m, s = sde.marginal(t)
+    torch.testing.assert_close(m, 1 - t)
+    torch.testing.assert_close(s, t)
+    h = 1e-6
+    (mp, sp), (mm, sm) = sde.marginal(t + h), sde.marginal(t - h)
+    f, g2 = sde.drift_coef(t), sde.diffusion(t) ** 2
+    torch.testing.assert_close(f, (mp - mm) / (2 * h) / m, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(g2, (sp**2 - sm**2) / (2 * h) - 2 * f * s**2, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(f, -1 / (1 - t))
+    torch.testing.assert_close(g2, 2 * t / (1 - t))
+    x, eps = torch.randn(5, 2, dtype=F64), torch.randn(5, 2, dtype=F64)
+    velocity = f[:, None] * x + 0.5 * g2[:, None] / s[:, None] * eps
+    torch.testing.assert_close(velocity, (eps - x) / (1 - t[:, None]))
+    x0_hat = (x - s[:, None] * eps) / m[:, None]
+    torch.testing.assert_close(velocity, eps - x0_hat)
+
+
+def test_rectified_flow_refuses_t_one_and_starts_at_t_max():
+    sde = get_sde("rectified_flow")
+    assert 0.99 < sde.t_max < 1.0 and sde.prior_std() == sde.t_max
+    m, s = sde.marginal(torch.tensor(1.0, dtype=F64))
+    assert float(m) == 0.0 and float(s) == 1.0
+    for fn in (sde.drift_coef, sde.diffusion):
+        with pytest.raises(ValueError, match="infinite at t = 1"):
+            fn(torch.tensor([0.5, 1.0], dtype=F64))
+    t = torch.linspace(0.01, 0.99, 9, dtype=F64)
+    torch.testing.assert_close(sde.t_from_half_log_snr(sde.half_log_snr(t)), t, rtol=1e-10,
+                               atol=1e-12)
+    torch.testing.assert_close(sde.half_log_snr(t), torch.log((1 - t) / t))
 
 
 @pytest.mark.parametrize("name", list(SDES))

@@ -107,7 +107,8 @@ def test_replacing_inside_the_model_call_equals_replacing_after_each_step(method
     mask = torch.tensor([1.0, 0.0, 1.0], dtype=F64)
     ref = _reference_replace_after_each_step(orc, x_known, mask, 12, method, _gen(3),
                                              kw.get("eta", 0.0))
-    out = tasks.inpaint(orc, SDE_, x_known, mask, method=method, steps=12, generator=_gen(3), **kw)
+    out = tasks.inpaint(orc, SDE_, x_known, mask, method=method, steps=12, grid="uniform",
+                        generator=_gen(3), **kw)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     # RePaint's own loop without jumps (jump = steps) is the same sampler again
     rp = tasks.inpaint(orc, SDE_, x_known, mask, method=method, steps=12, generator=_gen(3),
@@ -442,6 +443,6 @@ def test_model_interpolate_ends_are_the_ddim_decodes(mnist_model):
     path = mnist_model.interpolate(a, b, num=3, steps=2, images=False, labels=5, clip=False)
     net = mnist_model.ema if mnist_model.ema is not None else mnist_model.net
     with torch.no_grad():
-        end = ddim(net, mnist_model.sde, b, steps=2, y=torch.tensor([5]))
+        end = ddim(net, mnist_model.sde, b, steps=2, grid="uniform", y=torch.tensor([5]))
     assert path.shape == (3, 1, 28, 28)
     torch.testing.assert_close(path[-1:], end, rtol=1e-4, atol=1e-4)

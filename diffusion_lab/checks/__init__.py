@@ -1,4 +1,4 @@
-r"""Checkers for the exercises of lessons 01–06 (``exercises/NN_topic.ipynb``).
+r"""Checkers for the exercises of lessons 01–06 and 11 (``exercises/NN_topic.ipynb``).
 
 Each ``check_<name>(fn)`` calls the learner's function on seeded random inputs,
 compares the result with the package (or a closed form / an exact oracle) and
@@ -15,12 +15,18 @@ root, a flipped sign, a factor of 2, β instead of ᾱ, …) and seeing whether 
 learner's result equals one of them.
 
 One module per lesson (``forward`` 01, ``schedules`` 02, ``reverse`` 03, ``unet`` 04,
-``sde`` 05, ``samplers`` 06); the shared machinery is in ``_common``.
+``sde`` 05, ``samplers`` 06, ``flow`` 11); the shared machinery is in ``_common``.
 """
 
 from __future__ import annotations
 
 from ._common import F64, FAIL, PASS, TODO, checker  # noqa: F401 - the old module's names
+from .flow import (
+    check_conditional_velocity,
+    check_flow_euler_step,
+    check_straightness,
+    check_velocity_to_eps,
+)
 from .forward import (
     check_alpha_bars,
     check_forward_step,
@@ -67,4 +73,6 @@ __all__ = [
     "check_pf_drift", "check_langevin_step",
     "check_ddim_step", "check_dpm_solver_pp1_step", "check_dpm_solver_2m",
     "check_corrector_step_size",
+    "check_conditional_velocity", "check_velocity_to_eps", "check_flow_euler_step",
+    "check_straightness",
 ]

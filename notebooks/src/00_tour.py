@@ -80,7 +80,8 @@ torch.set_num_threads(1)
 # | 07 | controllable generation | inpainting, colorization, classifier-free guidance, super-resolution |
 # | 08 | evaluation | likelihood (bits/dim) via the ODE; FID, KID, IS; precision/recall |
 # | 09 | interpolation and inversion | DDIM inversion, spherical interpolation in noise space |
-# | 10 | dashboard | an interactive app over everything above |
+# | 10 | [dashboard](10_dashboard.ipynb) | an interactive app over everything above, served by Voilà (`make dashboard`) |
+# | 11 | [flow matching and rectified flow](11_flow_matching.ipynb) | the straight path $x_t=(1-t)x_0+tz$; conditional flow matching; ε ↔ $\hat x_0$ ↔ score ↔ velocity; a velocity network vs an ε-network; straightness and one reflow step |
 #
 # Every lesson derives its formulas, checks each one numerically, and then shows the package
 # `diffusion_lab` computing the same thing; you import from it what you have understood.

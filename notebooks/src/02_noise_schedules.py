@@ -273,7 +273,7 @@ assert (ours - ddpm_betas).abs().max() < 0.5 * (0.02**2) + 2e-5  # the two O(1/T
 #
 # A clean way to compare: the time $t_{1/2}$ at which **half the signal variance is gone**,
 # $\bar\alpha(t_{1/2}) = \tfrac12$. That is where SNR $= 1$, i.e. the half log-SNR
-# $\lambda = \log(m/\sigma) = 0$, so the package's `VPSDE.t_from_log_snr` finds it by bisection.
+# $\lambda = \log(m/\sigma) = 0$, so the package's `VPSDE.t_from_log_snr` (log SNR = 2λ = 0 there) finds it by bisection.
 # A second yardstick: the share of $[0, 1]$ on which $|\text{log-SNR}| \le 5$ — the
 # range where the sample is neither (almost) clean nor (almost) pure noise.
 

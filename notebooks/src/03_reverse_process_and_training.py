@@ -405,7 +405,7 @@ chain_small.ancestral_sample(mix, (64, 2), generator=torch.Generator().manual_se
                              dtype=torch.float64, progress=False,
                              callback=lambda step, t, x, x0_hat: kept.__setitem__(step, x))
 x_pkg = sample(mix, sde, (64, 2), method="ancestral", steps=T_small - 1, t_end=1 / T_small,
-               generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+               grid="uniform", generator=torch.Generator().manual_seed(6), dtype=torch.float64)
 gap = (kept[T_small - 2] - x_pkg).abs().max().item()  # the chain's x_1 vs the sampler at t = 1/T
 assert gap < 1e-10, gap
 print(f"samplers.ancestral on the grid i/T == DiscreteDDPM chain (T = {T_small}): "
@@ -424,7 +424,7 @@ recorder = TrajectoryRecorder(every=max(1, SAMPLE_STEPS // (N_FRAMES - 1)), max_
 with torch.no_grad():
     start = time.perf_counter()
     samples = sample(model, sde, (N_SAMPLES, 2), method="ancestral", steps=SAMPLE_STEPS,
-                     generator=torch.Generator().manual_seed(SEED + 1), callback=recorder)
+                     grid="uniform", generator=torch.Generator().manual_seed(SEED + 1), callback=recorder)
     print(f"{N_SAMPLES} samples, {SAMPLE_STEPS} ancestral steps: "
           f"{time.perf_counter() - start:.1f} s")
 

@@ -526,7 +526,7 @@ x1_ode = vp.prior_sample((N_REV, 2), generator=torch.Generator().manual_seed(SEE
                          dtype=torch.float64)
 x_ode = pf_ode_heun(eight.score, vp, x1_ode, time_grid(vp, ODE_STEPS).tolist())
 x_ode_pkg = sample(eight, vp, (N_REV, 2), method="probability_flow", steps=ODE_STEPS,
-                   generator=torch.Generator().manual_seed(SEED + 3), dtype=torch.float64)
+                   grid="uniform", generator=torch.Generator().manual_seed(SEED + 3), dtype=torch.float64)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -543,7 +543,7 @@ exact = gauss.pf_map(x_start, 1.0, vp.t_min)
 errors = {}
 for n in (25, 50, 100, 200):
     heun = pf_ode_heun(gauss.score, vp, x_start, time_grid(vp, n).tolist())
-    pkg = sample(gauss, vp, (64, 2), method="probability_flow", steps=n,
+    pkg = sample(gauss, vp, (64, 2), method="probability_flow", steps=n, grid="uniform",
                  generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     assert torch.allclose(heun, pkg, rtol=0, atol=1e-10)
     errors[n] = (heun - exact).abs().max().item()

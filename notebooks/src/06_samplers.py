@@ -412,20 +412,23 @@ print(f"ddim(eta=1) == ancestral (same noise): {err < 1e-12}")
 # $r=h_{i-1}/h$ everything collapses to one "effective" $\hat x_0$:
 # $$D = \Big(1+\frac1{2r}\Big)\hat x_0^{(i)} - \frac1{2r}\,\hat x_0^{(i-1)},\qquad
 # x_t = \frac{\sigma_t}{\sigma_s}x_s - m_t\,(e^{-h}-1)\,D .$$
-# The first step has no history and is first order. The package also makes the *last* step
-# first order when $N<15$ (`lower_order_final`, diffusers' rule for stability at few steps).
-# Our loop below follows the same rule; it must match `samplers.dpm_solver` to rounding.
+# The first step has no history and is first order. The extrapolation reaches $h/2 = h_{i-1}/(2r)$
+# beyond its baseline $h_{i-1}$: when a step is much longer than the one before ($r\ll1$, e.g. the
+# last step of a uniform-$t$ grid, where $\lambda$ runs off towards $\lambda(t_\text{end})$) it
+# overshoots, so the package takes a step in first order whenever $r < 0.7$
+# (`samplers.DPM_MIN_STEP_RATIO`). On the log-SNR grid $r = 1$: every step after the first is 2M.
+# Our loop below follows the same rule, on both grids; it must match `samplers.dpm_solver` to rounding.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def my_dpm_solver_2m(eps_model, x, steps):
-    grid = time_grid(sde, steps, kind="logsnr").tolist()
+def my_dpm_solver_2m(eps_model, x, steps, kind):
+    grid = time_grid(sde, steps, kind=kind).tolist()
     prev_x0 = prev_h = None
-    for i, (s, t) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
+    for s, t in zip(grid[:-1], grid[1:], strict=True):
         cs, ct = coefficients(sde, s), coefficients(sde, t)
         h = ct.lam - cs.lam
         x0 = (x - cs.sigma * eps_model(x, torch.full((x.shape[0],), s))) / cs.m
-        if prev_x0 is None or (i == steps - 1 and steps < 15):
+        if prev_x0 is None or prev_h / h < 0.7:
             d = x0
         else:
             r = prev_h / h
@@ -435,11 +438,13 @@ def my_dpm_solver_2m(eps_model, x, steps):
     return x
 
 
-for n_steps in (6, 20):
-    err = (my_dpm_solver_2m(oracle, x1, n_steps)
-           - dpm_solver(oracle, sde, x1, steps=n_steps, grid="logsnr")).abs().max().item()
-    assert err < 1e-12, err
-    print(f"{n_steps:2d} steps: DPM-Solver++(2M) by hand == samplers.dpm_solver: {err < 1e-12}")
+for kind in ("logsnr", "uniform"):
+    for n_steps in (6, 20):
+        err = (my_dpm_solver_2m(oracle, x1, n_steps, kind)
+               - dpm_solver(oracle, sde, x1, steps=n_steps, grid=kind)).abs().max().item()
+        assert err < 1e-12, err
+        print(f"{kind:7s} grid, {n_steps:2d} steps: DPM-Solver++(2M) by hand == samplers.dpm_solver: "
+              f"{err < 1e-12}")
 
 # %% [markdown]
 # ## 7 · Error vs steps with exact scores

@@ -99,17 +99,19 @@ checks.check_dpm_solver_2m(dpm_solver_2m);
 # ## Exercise 4 · The corrector's step size (medium)
 #
 # The predictor–corrector sampler chooses the Langevin step size from a target
-# signal-to-noise ratio: $\varepsilon = 2\alpha\,(\mathrm{snr}\,\|z\|/\|s\|)^2$, with norms over
-# all non-batch dimensions of the noise `z` and the score `score` (both `[B, ...]`).
-# Return one $\varepsilon$ per sample, shape `[B]`.
+# signal-to-noise ratio: $\varepsilon = 2\alpha\,(\mathrm{snr}\,\|z\|/\|s\|)^2$. Each norm is taken
+# over all non-batch dimensions of the noise `z` and of the score `score` (both `[B, ...]`) and then
+# **averaged over the batch**, so the whole batch shares one $\varepsilon$ (`langevin_corrector_step`'s docstring says why:
+# per-sample steps let a sample whose score is small take a huge step and run away).
+# Return that $\varepsilon$ repeated for each sample, shape `[B]`.
 
 # %%
 def corrector_step_size(score, z, snr, alpha):
-    """ε = 2 α (snr ‖z‖/‖s‖)², per sample."""
+    """ε = 2 α (snr ‖z‖/‖s‖)² with batch-mean norms, shape [B]."""
     ### BEGIN SOLUTION
-    # HINT: flatten to [B, -1] (x.flatten(1)) and take .norm(dim=1)
-    ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1)
-    return 2 * alpha * (snr * ratio) ** 2
+    # HINT: flatten to [B, -1] (x.flatten(1)), take .norm(dim=1), then average over the batch
+    ratio = z.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean()
+    return (2 * alpha * (snr * ratio) ** 2).expand(z.shape[0])
     ### END SOLUTION
 
 
