@@ -15,12 +15,18 @@ root, a flipped sign, a factor of 2, β instead of ᾱ, …) and seeing whether 
 learner's result equals one of them.
 
 One module per lesson (``forward`` 01, ``schedules`` 02, ``reverse`` 03, ``unet`` 04,
-``sde`` 05, ``samplers`` 06, ``flow`` 11); the shared machinery is in ``_common``.
+``sde`` 05, ``samplers`` 06, ``controllable`` 07, ``flow`` 11); the shared machinery is in ``_common``.
 """
 
 from __future__ import annotations
 
 from ._common import F64, FAIL, PASS, TODO, checker  # noqa: F401 - the old module's names
+from .controllable import (
+    check_cfg_eps,
+    check_gaussian_conditional,
+    check_replacement_step,
+    check_x0_projection_step,
+)
 from .flow import (
     check_conditional_velocity,
     check_flow_euler_step,
@@ -75,4 +81,6 @@ __all__ = [
     "check_corrector_step_size",
     "check_conditional_velocity", "check_velocity_to_eps", "check_flow_euler_step",
     "check_straightness",
+    "check_replacement_step", "check_gaussian_conditional", "check_x0_projection_step",
+    "check_cfg_eps",
 ]
