@@ -121,10 +121,14 @@ def plot_trajectories(traj: Tensor, ax=None, n_paths: int = 30, title: str | Non
 
 
 def quiver_field(score_fn, t: float, ax=None, lim: float = 3.0, n: int = 20,
-                 normalize: bool = True, title: str | None = None):
+                 normalize: bool = True, title: str | None = None,
+                 clim: tuple[float, float] | None = None, colorbar: bool = True):
     """Quiver plot of a 2-D vector field ``score_fn(x [M, 2], t [M]) -> [M, 2]`` on a grid.
 
-    With ``normalize`` the arrows show direction only and colour shows log‖s‖.
+    With ``normalize`` the arrows show direction only — each 0.8 grid spacings long,
+    centred on its grid point, so none overlaps its neighbour — and colour shows
+    log‖s‖ on the scale ``clim = (lo, hi)`` (default: this frame's range; pass one
+    ``clim`` for every frame of an animation so the colours mean the same throughout).
     """
     ax = _ax(ax)
     g = torch.linspace(-lim, lim, n, dtype=torch.float64)
@@ -136,9 +140,14 @@ def quiver_field(score_fn, t: float, ax=None, lim: float = 3.0, n: int = 20,
     norm = v.norm(dim=1)
     if normalize:
         u = v / norm.clamp_min(1e-30).unsqueeze(1)  # direction only; zero vectors stay zero
+        spacing = 2 * lim / max(n - 1, 1)
         q = ax.quiver(pts[:, 0], pts[:, 1], u[:, 0], u[:, 1], torch.log(norm + 1e-30).numpy(),
-                      cmap="viridis", angles="xy")
-        plt.colorbar(q, ax=ax, label=r"$\log\|s\|$")
+                      cmap="viridis", angles="xy", scale_units="xy", scale=1 / (0.8 * spacing),
+                      pivot="mid", width=0.006, headwidth=3.5, headlength=4)
+        if clim is not None:
+            q.set_clim(*clim)
+        if colorbar:
+            plt.colorbar(q, ax=ax, label=r"$\log\|s\|$")
     else:
         ax.quiver(pts[:, 0], pts[:, 1], v[:, 0], v[:, 1], angles="xy")
     _plane_axes(ax)

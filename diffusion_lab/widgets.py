@@ -9,11 +9,18 @@ Live (a Jupyter frontend with a kernel): ``display(player)`` shows the widget;
 the figure is re-rendered to PNG on every slider move.
 
 Headless (papermill, nbval, CI, GitHub rendering — no frontend to run the
-widget): the player instead leaves a static figure of a few frames and a
-``matplotlib.animation`` ``to_jshtml`` animation in the output. Headless is
+widget): the player instead leaves a static strip of a few frames (PNG) and an
+animated GIF of all frames as a plain ``<img>`` (:mod:`diffusion_lab.gif`) —
+no ``<script>``, so every renderer shows it in an untrusted notebook. Headless is
 chosen by ``static=True``, by the environment variable
-``DIFFUSION_LAB_HEADLESS=1`` (the notebook build and the tests set it), or
-when no IPython kernel is running. Nothing here blocks or prints progress bars.
+``DIFFUSION_LAB_HEADLESS`` (``1``: headless, ``0``: live; the notebook build and
+the tests set ``1``), or when no Jupyter kernel runs behind IPython
+(:func:`is_headless`). Nothing here blocks or prints progress bars.
+
+Pictures are rendered at the size they are displayed at (``panel_size`` inches
+× :attr:`FramePlayer.dpi`, with explicit pixel ``width``/``height``), with one
+axis / colour scale for all frames, and the caption drawn into the picture of
+the frame it names (the text label of the live widget is updated after the picture).
 
 Builders: :func:`forward_player` (noising x_0 under several processes with the
 same noise) and :class:`TrajectoryRecorder` (a sampler ``callback(step, t, x,
@@ -35,13 +42,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .gif import figure_gif
+from .gif import gif_html as _gif_img
 from .viz import frame_kind, image_grid
 
 __all__ = ["FramePlayer", "TrajectoryRecorder", "forward_player", "is_headless"]
 
 
 def is_headless() -> bool:
-    """True when widgets cannot be driven: ``DIFFUSION_LAB_HEADLESS`` set, or no IPython kernel."""
+    """True when no frontend can drive widgets.
+
+    ``DIFFUSION_LAB_HEADLESS`` decides when set (``1``/``true``/``yes``: headless;
+    ``0``/``false``/``no``/empty: live). Otherwise live means IPython runs *inside a
+    Jupyter kernel*: the shell has a ``kernel`` (ipykernel's shell and its subclasses,
+    e.g. Colab's) or its config names ``IPKernelApp``. Plain Python and terminal
+    IPython are headless.
+    """
     env = os.environ.get("DIFFUSION_LAB_HEADLESS")
     if env is not None:
         return env.strip().lower() not in ("", "0", "false", "no")
@@ -50,7 +66,12 @@ def is_headless() -> bool:
     except ImportError:  # pragma: no cover - IPython is a dependency of ipywidgets
         return True
     shell = get_ipython()
-    return shell is None or type(shell).__name__ != "ZMQInteractiveShell"
+    if shell is None:
+        return True
+    if getattr(shell, "kernel", None) is not None:
+        return False
+    config = getattr(shell, "config", None) or {}
+    return "IPKernelApp" not in config
 
 
 def _as_cpu(x) -> Tensor:
@@ -67,7 +88,10 @@ class FramePlayer:
         captions: optional text per frame, overriding ``f"{label} = {value}"``.
         lim: axis half-width for point panels (default: from the 99.5th percentile of all frames).
         interval_ms: time between frames when playing.
+        panel_size: inches per panel; pixels = inches × :attr:`dpi`.
     """
+
+    dpi = 100  #: pixels per inch of every rendered picture (the size it is displayed at)
 
     def __init__(self, panels, values: Sequence[float] | None = None, label: str = "t",
                  captions: Sequence[str] | None = None, lim: float | None = None,
@@ -103,7 +127,7 @@ class FramePlayer:
                                   readout=False, continuous_update=True)
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.caption = W.Label(self.captions[0])
-        self.image = W.Image(format="png")
+        self.image = W.Image(format="png")  # width/height set to the figure's pixels
         self.slider.observe(lambda change: self.show_frame(change["new"]), names="value")
         self.widget = W.VBox([W.HBox([self.play, self.slider, self.caption]), self.image])
 
@@ -150,7 +174,7 @@ class FramePlayer:
         """The live figure (one row of panels), built on first use, showing ``self.current``."""
         if self._fig is None:
             k = len(self.panels)
-            fig = Figure(figsize=(self.panel_size * k, self.panel_size + 0.4), dpi=80)
+            fig = Figure(figsize=(self.panel_size * k, self.panel_size + 0.4), dpi=self.dpi)
             FigureCanvasAgg(fig)
             axes = fig.subplots(1, k, squeeze=False)[0]
             self._artists = {}
@@ -160,6 +184,8 @@ class FramePlayer:
             self._suptitle = fig.suptitle(self.captions[self.current])
             fig.tight_layout()
             self._fig = fig
+            w, h = fig.canvas.get_width_height()
+            self.image.width, self.image.height = str(w), str(h)
         return self._fig
 
     def shown_data(self, name: str) -> np.ndarray:
@@ -170,17 +196,25 @@ class FramePlayer:
             return np.asarray(art.get_offsets())
         return np.asarray(art.get_array())
 
-    def show_frame(self, k: int) -> None:
-        """Draw frame ``k`` into the live figure and refresh the PNG widget."""
-        fig = self.figure()
+    def _set_frame(self, k: int) -> None:
+        """Move the live figure's artists and title to frame ``k`` (no rendering)."""
+        self.figure()
         for name, frame in self.frame(k).items():
             self._update_panel(self._artists[name], name, frame)
+        self._suptitle.set_text(self.captions[int(k)])
+
+    def show_frame(self, k: int) -> None:
+        """Draw frame ``k`` into the live figure and refresh the PNG, then the caption.
+
+        The caption label changes only after the new picture is ready, so during play
+        it never runs ahead of the frame it names.
+        """
+        self._set_frame(k)
         self.current = int(k)
-        self._suptitle.set_text(self.captions[self.current])
-        self.caption.value = self.captions[self.current]
         buf = io.BytesIO()
-        fig.savefig(buf, format="png")
+        self.figure().savefig(buf, format="png", dpi=self.dpi)
         self.image.value = buf.getvalue()
+        self.caption.value = self.captions[self.current]
 
     def static_indices(self, n: int = 5) -> list[int]:
         """``n`` frame indices spread evenly from the first to the last."""
@@ -191,7 +225,7 @@ class FramePlayer:
         idx = self.static_indices(n)
         rows = len(self.panels)
         s = 0.75 * self.panel_size
-        fig = Figure(figsize=(s * len(idx) + 0.6, s * rows + 0.5), dpi=80)
+        fig = Figure(figsize=(s * len(idx) + 0.6, s * rows + 0.5), dpi=self.dpi)
         FigureCanvasAgg(fig)
         axes = fig.subplots(rows, len(idx), squeeze=False)
         for r, name in enumerate(self.panels):
@@ -219,24 +253,38 @@ class FramePlayer:
                                        interval=self.interval_ms, blit=False)
 
     def to_jshtml(self) -> str:
-        """The animation as self-contained HTML/JavaScript (``Animation.to_jshtml``)."""
+        """The animation as HTML/JavaScript (``Animation.to_jshtml``).
+
+        Not used by :meth:`show`: its ``<script>`` runs only in a trusted notebook.
+        """
         html = self.animation().to_jshtml(default_mode="loop")
         self.show_frame(self.current)  # the animation moved the artists; put them back
         return html
 
+    def animated_gif(self) -> bytes:
+        """All frames as an animated GIF of the live figure (same size, scales, caption)."""
+        data = figure_gif(self.figure(), self._set_frame, self.n_frames, self.interval_ms)
+        self._set_frame(self.current)  # put the live figure back on the current frame
+        return data
+
+    def gif_html(self) -> str:
+        """:meth:`animated_gif` as an ``<img>`` data URI at its pixel size (no ``<script>``)."""
+        return _gif_img(self.animated_gif(), alt=f"{self.n_frames} frames: "
+                        f"{self.captions[0]} … {self.captions[-1]}")
+
     # -- display ---------------------------------------------------------------------------------
     def show(self, static: bool | None = None, animate: bool = True, n_static: int = 5) -> None:
-        """Display the live widget, or (headless / ``static=True``) a static figure + animation."""
+        """Display the live widget, or (headless / ``static=True``) a static strip + GIF."""
         from IPython.display import HTML, Image, display
 
         if static is None:
             static = is_headless()
         if static:
             buf = io.BytesIO()
-            self.static_figure(n_static).savefig(buf, format="png")
+            self.static_figure(n_static).savefig(buf, format="png", dpi=self.dpi)
             display(Image(data=buf.getvalue(), format="png"))
             if animate:
-                display(HTML(self.to_jshtml()))
+                display(HTML(self.gif_html()))
         else:
             self.show_frame(self.current)
             display(self.widget)

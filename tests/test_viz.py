@@ -77,6 +77,17 @@ def test_quiver_field_shows_the_score_direction():
     assert np.allclose(cos, -1.0)
 
 
+def test_quiver_field_colour_scale_is_the_one_given_and_arrows_fit_the_grid():
+    ax = viz.quiver_field(lambda x, t: -x * (1 + t[:, None]), t=0.5, n=5, lim=2.0, clim=(-3.0, 4.0))
+    q = ax.collections[0]
+    assert q.get_clim() == (-3.0, 4.0)
+    assert np.allclose(q.get_array(), np.log(1.5 * np.linalg.norm(q.get_offsets(), axis=1)
+                                             + 1e-30))
+    assert q.scale_units == "xy" and np.isclose(1 / q.scale, 0.8 * 1.0)  # spacing 4/(5-1) = 1
+    ax2 = viz.quiver_field(lambda x, t: -x * (1 + t[:, None]), t=0.9, n=5, lim=2.0)
+    assert ax2.collections[0].get_clim() != (-3.0, 4.0)  # default: this frame's own range
+
+
 def test_plot_schedules_plots_the_schedule_values():
     sched = {"linear": LinearSchedule(), "cosine": CosineSchedule()}
     axes = viz.plot_schedules(sched, quantities=("beta", "alpha_bar", "log_snr"), n=11)
@@ -121,23 +132,132 @@ def test_static_fallback_figure_and_animation():
     assert len(axes) == 2 * 5 and all(_labelled(ax) for ax in axes)
     assert [ax.get_title() for ax in axes[:5]] == [f"t = {v:.3g}" for v in (0, .25, .5, .75, 1)]
     assert np.allclose(axes[6].collections[0].get_offsets(), frames[2].numpy())  # row cos, t=.25
-    html = player.to_jshtml()
-    assert "<script" in html and html.count("data:image/png;base64") == 9
+    info = _gif_of(player.gif_html())
+    assert info["frames"] == 9
 
 
-def test_show_headless_leaves_static_outputs(monkeypatch):
+def test_show_headless_leaves_a_png_strip_and_a_gif_img_without_script(monkeypatch):
     from IPython.core.formatters import DisplayFormatter
 
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
     monkeypatch.setenv("DIFFUSION_LAB_HEADLESS", "1")
     assert widgets.is_headless()
-    player = widgets.FramePlayer([torch.zeros(4, 2), torch.ones(4, 2)])
+    frames = [torch.randn(40, 2, generator=_gen(k)) for k in range(7)]
+    player = widgets.FramePlayer(frames, values=np.linspace(0, 1, 7))
     player.show()
     kinds = [type(o).__name__ for o in shown]
     assert kinds == ["Image", "HTML"], kinds
     fmt = DisplayFormatter().format(shown[0])[0]
     assert "image/png" in fmt
+    html = shown[1].data
+    assert "<script" not in html.lower() and html.startswith('<img src="data:image/gif;base64,')
+    info = _gif_of(html)
+    assert info["frames"] == 7 and info["duration_ms"] == player.interval_ms
+    # the picture is rendered at the size it is displayed at: <img width> = figure pixels
+    w, h = player.figure().canvas.get_width_height()
+    assert (info["width"], info["height"]) == (w, h)
+    assert f'width="{w}"' in html and f'height="{h}"' in html
+    assert (w, h) == (round(player.panel_size * player.dpi), round((player.panel_size + .4) * player.dpi))
+
+
+def _gif_of(html):
+    import base64
+    import re
+
+    from diffusion_lab.gif import gif_info
+
+    b64 = re.search(r'src="data:image/gif;base64,([A-Za-z0-9+/=]+)"', html).group(1)
+    return gif_info(base64.b64decode(b64))
+
+
+def _gif_frames(data):
+    import io
+
+    from PIL import Image, ImageSequence
+
+    with Image.open(io.BytesIO(data)) as im:
+        return [np.asarray(f.convert("RGB")).astype(int) for f in ImageSequence.Iterator(im)]
+
+
+def test_gif_frames_follow_the_data_with_one_scale_and_the_caption_of_their_frame():
+    # one point that moves right: frame k must show it further right, on the same axes
+    frames = [torch.tensor([[-2.0 + k, 0.0]]) for k in range(5)]
+    player = widgets.FramePlayer({"p": frames}, captions=[f"frame {k}" for k in range(5)],
+                                 lim=3.0)
+    gif = player.animated_gif()
+    pics = _gif_frames(gif)
+    assert len(pics) == 5
+    centres = []
+    for pic in pics:
+        dark = (pic.sum(axis=2) < 600) & (np.abs(pic[..., 0] - pic[..., 2]) > 60)  # the blue dot
+        cols = np.nonzero(dark.any(axis=0))[0]
+        centres.append(cols.mean())
+    steps = np.diff(centres)
+    assert np.all(steps > 0) and np.allclose(steps, steps.mean(), rtol=0.15), centres
+    # the title strip differs between frames (the caption is drawn into each frame)...
+    top = [p[: p.shape[0] // 8] for p in pics]
+    assert all(np.abs(top[k] - top[k + 1]).sum() > 0 for k in range(4))
+    # ...and the live figure is put back on the current frame afterwards
+    assert np.allclose(player.shown_data("p"), frames[0].numpy())
+    assert player._suptitle.get_text() == "frame 0"
+
+
+def test_gif_rejects_bad_arguments():
+    from matplotlib.figure import Figure
+
+    from diffusion_lab.gif import figure_gif, gif_info
+
+    with pytest.raises(ValueError, match="n_frames"):
+        figure_gif(Figure(), lambda k: None, 0)
+    with pytest.raises(ValueError, match="interval_ms"):
+        figure_gif(Figure(), lambda k: None, 2, interval_ms=5)
+    with pytest.raises(ValueError, match="not a GIF"):
+        player = widgets.FramePlayer([torch.zeros(3, 2)])
+        player.show_frame(0)
+        gif_info(player.image.value)
+
+
+def test_live_caption_changes_after_the_picture(monkeypatch):
+    frames = [torch.randn(10, 2, generator=_gen(k)) for k in range(3)]
+    player = widgets.FramePlayer(frames)
+    player.figure()
+    order = []
+    player.image.observe(lambda ch: order.append("image"), names="value")
+    player.caption.observe(lambda ch: order.append("caption"), names="value")
+    player.slider.value = 2
+    assert order == ["image", "caption"]
+    w, h = player.figure().canvas.get_width_height()
+    assert (player.image.width, player.image.height) == (str(w), str(h))
+
+
+class _FakeShell:
+    def __init__(self, kernel=None, config=None):
+        if kernel is not None:
+            self.kernel = kernel
+        self.config = config or {}
+
+
+class Shell(_FakeShell):  # Colab's kernel shell is called "Shell", not ZMQInteractiveShell
+    pass
+
+
+@pytest.mark.parametrize("env, shell, headless", [
+    ("1", Shell(kernel=object()), True),  # the override wins
+    ("0", None, False),
+    ("", None, False),
+    (None, None, True),  # plain python: no IPython shell
+    (None, _FakeShell(), True),  # terminal IPython: no kernel
+    (None, Shell(kernel=object()), False),  # Colab-like kernel shell
+    (None, _FakeShell(config={"IPKernelApp": {"connection_file": "k.json"}}), False),
+])
+def test_is_headless_detects_a_kernel(monkeypatch, env, shell, headless):
+    if env is None:
+        monkeypatch.delenv("DIFFUSION_LAB_HEADLESS", raising=False)
+    else:
+        monkeypatch.setenv("DIFFUSION_LAB_HEADLESS", env)
+    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+    assert widgets.is_headless() is headless
 
 
 def test_trajectory_recorder_keeps_every_kth_step_and_the_last():

@@ -8,7 +8,7 @@
 source is converted to ``notebooks/NN_topic.ipynb`` and executed in place by
 papermill with its *default* parameters (the full lab run, no injected cell), in
 ``notebooks/`` as working directory, with ``DIFFUSION_LAB_HEADLESS=1`` so the
-widgets leave static figures and ``to_jshtml`` animations instead of live views.
+widgets leave static figures and animated GIF ``<img>`` instead of live views.
 Per-cell papermill/timing metadata is stripped (clean diffs); the notebook keeps
 ``metadata.papermill.duration`` (seconds), which the tests hold to the budget.
 """
