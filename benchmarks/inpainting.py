@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from diffusion_lab.classifier import classifier_data, load_classifier  # noqa: E402
 from diffusion_lab.model import GenerativeModel  # noqa: E402
-from diffusion_lab.tasks import DEFAULT_INPAINT_METHOD, inpaint  # noqa: E402
+from diffusion_lab.tasks import DEFAULT_INPAINT_METHOD, default_inpaint_steps  # noqa: E402
 from diffusion_lab.viz import image_grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +50,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 FIELDS = ["mask", "method", "label", "steps", "nfe", "grad_nfe", "n", "accuracy", "se",
           "sec_per_image", "fwd_equiv", "options"]
 DEFAULT_METHOD = DEFAULT_INPAINT_METHOD
-DEFAULT_STEPS = inspect.signature(inpaint).parameters["steps"].default
+DEFAULT_STEPS = default_inpaint_steps()
 # label -> (inpaint options, grid steps); {} = the package default. NFE = steps, except
 # RePaint r = 5, jump 1: 5·steps − 4, and the default (its docstring: candidates · (steps + 3)).
 # One budget per method: the shared 2-core machine allows no more at n = 200.
@@ -123,14 +122,24 @@ class Bench:
         n = self.args.n
         row = {"mask": mask_kind, "label": label, "n": n, "accuracy": acc,
                "se": (acc * (1 - acc) / n) ** 0.5, **extra}
-        self.rows.append(row)
+        self.rows = [r for r in self.stored() if not (
+            r["mask"] == mask_kind and r["label"] == label
+            and str(r.get("steps") or "") == str(extra.get("steps", "")))] + [row]
         write_csv(self.args.out / "inpainting.csv", self.rows)
         print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
 
+    def stored(self) -> list[dict]:
+        """With --append, the CSV's rows as they are now (another run may have added some)."""
+        path = self.args.out / "inpainting.csv"
+        if not (self.args.append and path.exists()):
+            return self.rows
+        with open(path) as fh:
+            return [r for r in csv.DictReader(fh) if int(r["n"]) == self.args.n]
+
     def references(self, kind: str, mask: torch.Tensor) -> None:
         self.grids[kind] = [self.x[:12], torch.where(mask == 0, self.x, 0.0)[:12]]  # grey hole
-        if any(r["mask"] == kind and r["label"] == "original" for r in self.rows):
+        if any(r["mask"] == kind and r["label"] == "original" for r in self.stored()):
             return  # --append: already measured
         erased = torch.where(mask == 0, self.x, -torch.ones_like(self.x))
         self.add(kind, "original", self.x, method="reference", nfe=0)
@@ -143,10 +152,11 @@ class Bench:
                  method="reference", nfe=0)
 
     def run(self, kind: str, mask: torch.Tensor, label: str, opts: dict, steps: int) -> None:
-        self.rows = [r for r in self.rows if not (r["mask"] == kind and r["label"] == label
-                                                    and str(r.get("steps")) == str(steps))]
         known = torch.where(mask == 0, self.x, -torch.ones_like(self.x))
         info: dict = {}
+        trace: list = []
+        if opts.get("method", DEFAULT_METHOD).endswith("best_of"):
+            opts = {**opts, "trace": trace}
         t0 = time.perf_counter()
         out = self.model.inpaint(known, mask, steps=steps, seed=self.args.seed, info=info,
                                  **opts)
@@ -154,7 +164,7 @@ class Bench:
         if not torch.equal(out[mask.expand_as(out) == 0], known[mask.expand_as(out) == 0]):
             raise AssertionError(f"{label}: known pixels were not kept exactly")
         method = opts.get("method", DEFAULT_METHOD)
-        extra = {k: v for k, v in opts.items() if k != "method"}
+        extra = {k: v for k, v in opts.items() if k not in ("method", "trace")}
         if not extra:  # the package default: record the settings it ran with
             extra = {k: info[k] for k in ("candidates", "zeta", "eta", "resample_steps")
                      if k in info}
@@ -163,6 +173,9 @@ class Bench:
                  fwd_equiv=sec / self.fwd, options=";".join(f"{k}={v}" for k, v in extra.items()))
         if label == "default" and steps == DEFAULT_STEPS:
             self.grids[kind].append(out[:12])
+        for j, (nfe_j, best_j) in enumerate(trace[:-1], start=1):  # best-of-j, j < K
+            self.add(kind, f"{label}_best_of_{j}", best_j, method=method, steps=steps,
+                     nfe=nfe_j, grad_nfe=0, options=f"candidates={j} (of one run)")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -258,7 +271,7 @@ def main(argv=None) -> None:
             for n_steps in sorted(args.steps or steps):
                 bench.run(kind, mask, label, opts, n_steps)
         print(f"-- {kind} done, {time.perf_counter() - start:.0f} s elapsed", flush=True)
-    plot(bench.rows, args.out / "inpainting.png")
+    plot(bench.stored() if args.append else bench.rows, args.out / "inpainting.png")
     save_grid(bench.grids, args.out / "inpainting_grid.png")
     print(f"total {time.perf_counter() - start:.0f} s", flush=True)
 

@@ -45,6 +45,7 @@ noise and :func:`ddim_invert` (the deterministic DDIM step run forward in time).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ __all__ = [
     "forward_jump", "block_basis",
     "inpaint", "colorize", "super_resolve", "luma_chroma_basis", "downsample", "upsample",
     "shrink_into_range", "classifier_free_guidance", "slerp", "ddim_invert",
-    "REPAINT_METHODS", "INPAINT_METHODS", "DEFAULT_INPAINT_METHOD",
+    "REPAINT_METHODS", "INPAINT_METHODS", "DEFAULT_INPAINT_METHOD", "default_inpaint_steps",
 ]
 
 REPAINT_METHODS = ("ancestral", "ddim", "euler_maruyama")
@@ -314,12 +315,23 @@ def _descend(method, x, eps, x0, cs, ct, dt, eta, noise):
 
 
 INPAINT_METHODS = ("replacement", "repaint", "projection", "dps", "dps_projection",
-                   "dps_projection_best_of")
-DEFAULT_INPAINT_METHOD = "dps_projection_best_of"
+                   "projection_best_of", "dps_projection_best_of")
+DEFAULT_INPAINT_METHOD = "projection_best_of"
+_BEST_OF = {"projection_best_of": inpainting.projection_best_of,
+            "dps_projection_best_of": inpainting.dps_projection_best_of}
+
+
+def default_inpaint_steps(method: str = DEFAULT_INPAINT_METHOD) -> int:
+    """The grid steps :func:`inpaint` uses for ``method`` when ``steps`` is not given: the
+    best-of methods' own defaults, 20 for the others."""
+    if method in _BEST_OF:
+        return int(inspect.signature(_BEST_OF[method]).parameters["steps"].default)
+    return 20
 
 
 def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
-            method: str = DEFAULT_INPAINT_METHOD, *, steps: int = 20, sampler: str | None = None,
+            method: str = DEFAULT_INPAINT_METHOD, *, steps: int | None = None,
+            sampler: str | None = None,
             **kwargs) -> Tensor:
     """Fill the pixels where ``mask`` = 1 given ``x_known`` elsewhere; known pixels of the
     output equal ``x_known`` exactly. ``method``:
@@ -331,8 +343,11 @@ def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
     ``"projection"``   x̂_0-projection, :func:`diffusion_lab.inpainting.ddnm`
     ``"dps"``          :func:`diffusion_lab.inpainting.dps` (a backward pass per step)
     ``"dps_projection"`` both, :func:`diffusion_lab.inpainting.dps_projection`
-    ``"dps_projection_best_of"`` the default: 3 completions by ``"dps_projection"``, the
-                       most consistent kept, :func:`diffusion_lab.inpainting.dps_projection_best_of`
+    ``"projection_best_of"`` the default: 6 completions by ``"projection"`` (10 steps), the
+                       most consistent kept, :func:`diffusion_lab.inpainting.projection_best_of`
+    ``"dps_projection_best_of"`` the same with ``"dps_projection"`` candidates
+
+    ``steps=None``: :func:`default_inpaint_steps` (10 for the default, else 20).
 
     The x̂_0 methods also take ``resample_steps``/``jump`` (time travel), ``eta``, ``grid``.
 
@@ -347,6 +362,7 @@ def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(INPAINT_METHODS)} "
                          f"or a sampler name ({', '.join(SAMPLERS)}) for replacement with it")
     constraint = inpainting_constraint(x_known, mask)
+    steps = default_inpaint_steps(method) if steps is None else steps
     if method in ("replacement", "repaint"):
         if method == "repaint":
             kwargs.setdefault("resample_steps", 5)
@@ -356,8 +372,7 @@ def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
         raise TypeError(f"sampler applies to method='replacement' or 'repaint' only; {method!r} "
                         f"takes DDIM steps written through x̂_0 (eta sets their noise)")
     fn = {"projection": inpainting.ddnm, "dps": inpainting.dps,
-          "dps_projection": inpainting.dps_projection,
-          "dps_projection_best_of": inpainting.dps_projection_best_of}[method]
+          "dps_projection": inpainting.dps_projection, **_BEST_OF}[method]
     return fn(eps_model, sde, constraint, steps=steps, **kwargs)
 
 
