@@ -13,7 +13,7 @@ p(x) p(y | x)^w), DPM-Solver, a fixed number of steps, the same seed for every w
 * ``spread``: the mean feature distance between two generated digits of the same class,
   over the same quantity for test digits (diversity within a class; 1 = as diverse as data).
 
-    python benchmarks/guidance_sweep.py --n 300 --steps 8   # the committed table
+    python benchmarks/guidance_sweep.py --n 200 --steps 8 --weights 0 1 3   # the committed table
     python benchmarks/guidance_sweep.py --plot-only
 
 Results: ``benchmarks/results/guidance_sweep.csv`` and ``guidance_sweep.png``.

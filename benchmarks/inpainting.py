@@ -91,6 +91,11 @@ class Bench:
         self.clf = load_classifier()
         x, y = classifier_data("test")
         self.x, self.y = x[: args.n], y[: args.n]
+        if args.shard:  # digits [i n/S, (i+1) n/S), seed + i: S processes share the work
+            i, parts = args.shard
+            lo, hi = i * args.n // parts, (i + 1) * args.n // parts
+            self.x, self.y = self.x[lo:hi], self.y[lo:hi]
+            args.seed, args.n = args.seed + i, hi - lo
         self.rows: list[dict] = []
         if args.append and (args.out / "inpainting.csv").exists():
             with open(args.out / "inpainting.csv") as fh:
@@ -239,6 +244,35 @@ def save_grid(grids: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _weighted(rows: list[dict], key: str) -> float:
+    """Mean of ``key`` over rows weighted by their n."""
+    return sum(float(r[key]) * int(r["n"]) for r in rows) / sum(int(r["n"]) for r in rows)
+
+
+def merge_shards(out: Path, parts: int) -> list[dict]:
+    """Rows of ``out/shard_i_of_S/inpainting.csv`` combined per (mask, label, steps): accuracy
+    and costs averaged with weights n_i, se recomputed for the total n."""
+    groups: dict = {}
+    for i in range(parts):
+        with open(out / f"shard_{i}_of_{parts}" / "inpainting.csv") as fh:
+            for r in csv.DictReader(fh):
+                groups.setdefault((r["mask"], r["label"], r["steps"]), []).append(r)
+    rows = []
+    for shard_rows in groups.values():
+        if len(shard_rows) != parts:
+            raise ValueError(f"row {shard_rows[0]['label']} is in {len(shard_rows)} of {parts} "
+                             "shards")
+        n = sum(int(r["n"]) for r in shard_rows)
+        acc = _weighted(shard_rows, "accuracy")
+        row = dict(shard_rows[0], n=n, accuracy=acc, se=(acc * (1 - acc) / n) ** 0.5)
+        for k in ("sec_per_image", "fwd_equiv"):
+            if shard_rows[0][k]:
+                row[k] = _weighted(shard_rows, k)
+        row["options"] = ";".join(filter(None, [row["options"], f"{parts} shards"]))
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=200, help="held-out digits (at most 500)")
@@ -251,12 +285,29 @@ def main(argv=None) -> None:
                    help="torch threads (1: less waste on a shared, busy machine)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--shard", type=int, nargs=2, metavar=("I", "S"), default=None,
+                   help="run only part I of S of the digits (seed + I), into out/shard_I_of_S/")
+    p.add_argument("--merge", type=int, metavar="S", default=None,
+                   help="merge out/shard_*_of_S/ into the CSV (with --append: keep its rows)")
     p.add_argument("--append", action="store_true",
                    help="keep the rows of the existing CSV (same n) and add/replace these")
     args = p.parse_args(argv)
     if not 1 <= args.n <= 500:
         p.error(f"--n must lie in [1, 500] (the test split has 500 digits), got {args.n}")
+    if args.shard:
+        args.out = args.out / f"shard_{args.shard[0]}_of_{args.shard[1]}"
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merged = merge_shards(args.out, args.merge)
+        keys = {(r["mask"], r["label"], r["steps"]) for r in merged}
+        old = []
+        if args.append and (args.out / "inpainting.csv").exists():
+            with open(args.out / "inpainting.csv") as fh:
+                old = [r for r in csv.DictReader(fh)
+                       if (r["mask"], r["label"], r["steps"]) not in keys]
+        write_csv(args.out / "inpainting.csv", old + merged)
+        plot(old + merged, args.out / "inpainting.png")
+        return
     if args.plot_only:
         with open(args.out / "inpainting.csv") as fh:
             plot(list(csv.DictReader(fh)), args.out / "inpainting.png")
