@@ -192,15 +192,22 @@ def plot(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["mask"] == kind]
         refs = {r["label"]: float(r["accuracy"]) for r in mine if r["method"] == "reference"}
         for label in METHODS:
-            pts = sorted((int(r["nfe"]), float(r["fwd_equiv"]), float(r["accuracy"]),
-                          float(r["se"])) for r in mine if r["label"] == label)
+            same = [r for r in mine if r["label"] == label
+                    or (label == "default" and r["label"].startswith("default_best_of_"))]
+            pts = sorted((int(r["nfe"]), float(r["accuracy"]), float(r["se"])) for r in same)
             if not pts:
                 continue
-            name = f"default ({DEFAULT_METHOD})" if label == "default" else label
-            nfe, cost, acc, se = zip(*pts, strict=True)
-            for ax, xs in ((ax_nfe, nfe), (ax_cost, cost)):
-                ax.errorbar(xs, acc, yerr=se, marker="o", capsize=3, label=name,
+            name = (f"default ({DEFAULT_METHOD}), best of 1..K" if label == "default"
+                    else label)
+            nfe, acc, se = zip(*pts, strict=True)
+            ax_nfe.errorbar(nfe, acc, yerr=se, marker="o", capsize=3, label=name,
                             color=colours[label], lw=2 if label == "default" else 1.3)
+            timed = sorted((float(r["fwd_equiv"]), float(r["accuracy"]), float(r["se"]))
+                           for r in same if r.get("fwd_equiv") not in (None, ""))
+            if timed:
+                cost, acc_t, se_t = zip(*timed, strict=True)
+                ax_cost.errorbar(cost, acc_t, yerr=se_t, marker="o", capsize=3, label=name,
+                                 color=colours[label], lw=2 if label == "default" else 1.3)
         nfes = sorted({int(r["nfe"]) for r in mine if int(r["nfe"]) > 0})
         ax_nfe.set_xscale("log")
         ax_nfe.set_xticks(nfes, [str(v) for v in nfes])
@@ -217,6 +224,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax_nfe.set_xlabel("network calls per image (NFE)")
         ax_cost.set_xscale("log")
         ax_cost.xaxis.set_major_formatter(ScalarFormatter())
+        ax_cost.xaxis.set_minor_formatter(ScalarFormatter())
         ax_cost.set_xlabel("cost per image in bare forward passes (measured)")
         n = mine[0]["n"]
         ax_nfe.set_title(f"{kind} mask: accuracy vs NFE (n = {n}, ±1 SE)")

@@ -307,8 +307,23 @@ def projection_best_of(eps_model, sde: SDE, constraint: Constraint, *, steps: in
     r"""The package's default inpainting: the most consistent (:func:`consistency_score`) of
     ``candidates`` completions by the x̂_0-projection (:func:`ddnm`, η = 0.5, no gradient).
     Defaults (chosen on test digits 200–300, reported on 0–200): K = 6 candidates of 10
-    steps, scored at τ = 0.1, 0.3, 0.5, 0.7: NFE = 6 · (10 + 4) = 84 forward passes.
-    MEASURED_TABLE_PLACEHOLDER"""
+    steps, scored at τ = 0.1, 0.3, 0.5, 0.7: NFE = 6 · (10 + 4) = 84 forward passes, no
+    backward pass (measured cost ≈ 92 bare forward passes per image, scoring included).
+
+    Measured (``benchmarks/inpainting.py --n 200``: the bottom half of the first 200 held-out
+    MNIST digits, the bundled model *unconditionally*, the bundled classifier reads the result,
+    known pixels kept bit-exactly; ± = binomial s.e. 0.03):
+
+        completion                          NFE    read as the original digit
+        erased half (background)              0    0.43
+        replacement (ancestral, 20 steps)    20    0.57
+        x̂_0-projection, 1 candidate (10)     14    0.65
+        best of 2 / 3 / 4 / 5 (same run)     28…   0.74 / 0.835 / 0.83 / 0.825
+        best of 6 (this default)             84    0.81
+        nearest training digit pasted         0    0.88   (4,500 candidates, non-parametric)
+
+    The issue's target, 0.85, is *not* reached: the choice saturates near 0.82 after 3
+    candidates (on the tuning digits 200–300 best-of-4 read 0.85; n = 100)."""
     if "zeta" in kwargs or "project" in kwargs:
         raise TypeError("projection_best_of takes no zeta/project; use dps_projection_best_of")
     return best_of_consistent(eps_model, sde, constraint, steps=steps, candidates=candidates,

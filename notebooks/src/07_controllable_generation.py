@@ -20,8 +20,10 @@
 # sample it with the *unconditional* network we already have — exactly where we can, and how
 # far off the cheap recipes are where we cannot.
 #
-# **What to expect.** Default run ≈ 1–2 min on a 2-core CPU (most of it sections 2–4, which
-# run the bundled MNIST and colour models on a few digits); `QUICK=True` ≈ 30–40 s. Good
+# **What to expect.** The default run is small: ≈ 200 network calls on at most 20 images (sections
+# 2–4, the bundled MNIST and colour models) plus cheap exact-oracle runs on a 2-D Gaussian; most of
+# its time is the inpainting of section 2, and on a shared, busy machine it is several times slower
+# than on an idle one (the stored run's duration is in the notebook's metadata). Good
 # output: every check prints `ok`; in section 1 replacement's conditional mean sits far below
 # the exact 1.35 while the x̂₀ methods get close; in section 2 the live accuracy agrees with the
 # committed benchmark (`benchmarks/results/inpainting.csv`) within its standard error; the
@@ -54,17 +56,17 @@
 QUICK = False  # True: a fast smoke run (CI); the checked cells print the same either way
 N_GAUSS = 20000  # samples per method on the 2-D Gaussian (section 1)
 GAUSS_STEPS = 100  # grid steps there (the oracle is cheap)
-N_DIGITS = 16  # held-out digits inpainted live (section 2; the benchmark uses 200)
-N_COLOUR = 6  # digits colourized / super-resolved (section 3)
-COLOUR_STEPS = 20
-N_CFG = 30  # guided samples per weight (section 4; the benchmark uses 200)
+N_DIGITS = 8  # held-out digits inpainted live (section 2; the benchmark uses 200)
+N_COLOUR = 4  # digits colourized / super-resolved (section 3)
+COLOUR_STEPS = 10
+N_CFG = 20  # guided samples per weight (section 4; the benchmark uses 200)
 CFG_WEIGHTS = [0.0, 1.0, 3.0]  # a slice of the benchmark's sweep
 CFG_STEPS = 8  # DPM-Solver steps (as the benchmark)
 SEED = 0
 
 # %%
 if QUICK:
-    N_GAUSS, N_DIGITS, N_COLOUR, COLOUR_STEPS, N_CFG = 5000, 8, 3, 10, 20
+    N_GAUSS, N_DIGITS, N_COLOUR, COLOUR_STEPS, N_CFG = 5000, 4, 2, 6, 10
 
 # %%
 import csv
@@ -232,13 +234,34 @@ for r in bench:
     print(f"{r['label']:<16} {r['method']:<24} {r['steps'] or '':>5} {r['nfe']:>5} "
           f"{r['grad_nfe'] or '':>8} {float(r['accuracy']):9.3f} {float(r['se']):7.3f} {cost}")
 default_row = next(r for r in bench if r["label"] == "default")
+
+
+def bench_acc_of(label):
+    return float(next(r for r in bench if r["label"] == label)["accuracy"])
+
+
 assert default_row["method"] == tasks.DEFAULT_INPAINT_METHOD
 display(Image(filename=str(RESULTS / "inpainting.png"), width=900))
 
 # %% [markdown]
 # "cost (fwd)" is the measured wall time over one bare forward pass at the same batch, in the same
-# run (a DPS step costs about three). The package default, `tasks.DEFAULT_INPAINT_METHOD`, is the
-# row `default`; its docstring (`diffusion_lab.inpainting`) states its settings and cost.
+# run. The package default, `tasks.DEFAULT_INPAINT_METHOD`, is the row `default` (its docstring in
+# `diffusion_lab.inpainting` states its settings and cost); the rows `default_best_of_j` are the
+# best of its first j candidates, from the same run — the accuracy-vs-NFE curve of the choice.
+# The target was 85 %; the default reaches about 81 % at 84 NFE (next cell), far above
+# replacement and the erased digit, below pasting the nearest training digit (a search over 4,500
+# stored digits, not a generative model). The choice saturates after about 3 candidates.
+# (DPS and RePaint rows are not in this committed table: on the shared 2-core machine a DPS step,
+# with its backward pass, was too slow to measure at n = 200 in time; section 1 compares them
+# exactly on the Gaussian.)
+
+# %%
+acc_default, nfe_default = float(default_row["accuracy"]), int(default_row["nfe"])
+assert 0.75 < acc_default < 0.85 and nfe_default == 84
+assert acc_default > bench_acc_of("replacement") + 0.15 > bench_acc_of("erased") + 0.15
+print(f"default {default_row['method']}: {acc_default:.0%} at {nfe_default} NFE "
+      f"(replacement {bench_acc_of('replacement'):.0%}, erased {bench_acc_of('erased'):.0%}, "
+      f"nearest training digit {bench_acc_of('nearest_train'):.0%}; target 85 % not reached)")
 #
 # **The default, and what it gives up.** `projection_best_of` draws $K=6$ completions by the
 # x̂₀-projection (10 steps each) and keeps, per digit, the one the model itself finds most
@@ -422,6 +445,8 @@ for r in gs:
     print(f"{float(r['w']):4.1f} {float(r['accuracy']):9.3f} {float(r['se']):7.3f} "
           f"{float(r['precision']):10.3f} {float(r['recall']):7.3f} {float(r['fid']):10.2f} "
           f"{float(r['spread']):7.3f}")
+accs, recalls = [float(r["accuracy"]) for r in gs], [float(r["recall"]) for r in gs]
+assert accs == sorted(accs) and recalls == sorted(recalls, reverse=True)  # the trade-off
 display(Image(filename=str(RESULTS / "guidance_sweep.png"), width=900))
 
 # %% [markdown]
@@ -482,10 +507,10 @@ player.show(animate=False, n_static=5)
 #   known part of $\hat x_0$ and re-noises with the network's own ε̂ — near-exact on the Gaussian at one
 #   call per step; **DPS** moves the free part along $-\nabla\lVert k-A\hat x_0\rVert^2$ (a backward pass),
 #   a steering heuristic whose step does not adapt (it overshoots on the Gaussian).
-# - On MNIST (200 held-out digits, bottom half, unconditional model) the benchmark table above gives
-#   accuracy against NFE and measured cost for each; the package default and its cost are the
-#   `default` row. A selection by the model's own consistency trades posterior fidelity (narrower
-#   law) for agreement.
+# - On MNIST (200 held-out digits, bottom half, unconditional model) the package default — the most
+#   self-consistent of 6 x̂₀-projection completions, 84 NFE — is read as the original digit about 81 %
+#   of the time (replacement 57 %, the erased digit 43 %); the 85 % target is not reached. The
+#   selection trades posterior fidelity (a narrower, shifted law on the Gaussian) for agreement.
 # - Colorization and super-resolution are the same constraint after an orthonormal change of basis
 #   (luma/chroma; block mean/detail); the observation is kept to float precision.
 # - Classifier-free guidance $\tilde\varepsilon=\varepsilon_\varnothing+w(\varepsilon_y-\varepsilon_\varnothing)$ samples $p(x)p(y\mid x)^w$: $w=0$
