@@ -92,7 +92,7 @@ def plot(rows, path: Path) -> None:
     ax0.plot(w, get("recall"), "^-", label="recall (coverage)")
     ax0.plot(w, get("spread"), "d--", label="within-class spread / data's")
     ax0.set_xlabel("guidance weight w  (0 = unconditional, 1 = conditional)")
-    ax0.set_ylim(0, 1.05)
+    ax0.set_ylim(0, max(1.05, 1.05 * max(get("spread"))))
     ax0.grid(alpha=0.3)
     ax0.legend(fontsize=8, loc="lower right")
     ax0.set_title(f"classifier-free guidance sweep (n = {rows[0]['n']}, "
