@@ -33,6 +33,11 @@ index that is a multiple of ``jump``, re-noise x_t → x_{t'} (j grid steps back
 forward kernel x_{t'} = (m_{t'}/m_t) x_t + √(σ_{t'}² − (m_{t'}/m_t)² σ_t²) z and descend again,
 r − 1 times; supported for the one-step samplers ``ancestral``, ``ddim`` and ``euler_maruyama``.
 
+**Inpainting through x̂_0** (:mod:`diffusion_lab.inpainting`): x̂_0-projection (DDNM), DPS
+and their combination with time travel correct the denoised estimate instead of the state;
+:func:`inpaint` chooses among all of them by ``method`` (the default is the combination,
+which the benchmark ``benchmarks/inpainting.py`` measured as the best accuracy per cost).
+
 **Classifier-free guidance**: ε̃ = ε(x, t, ∅) + w [ε(x, t, y) − ε(x, t, ∅)], so w = 1 is the
 conditional model and w = 0 the unconditional one. **Interpolation**: :func:`slerp` of prior
 noise and :func:`ddim_invert` (the deterministic DDIM step run forward in time).
@@ -40,8 +45,8 @@ noise and :func:`ddim_invert` (the deterministic DDIM step run forward in time).
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,8 +54,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import inpainting
 from ._checks import check_finite, check_int, check_positive, expand_like
 from .data import LUMA_WEIGHTS
+from .inpainting import forward_jump
+from .inpainting import repaint_path as _repaint_path
 from .model import guided_eps_model  # model.py imports this module lazily, in its methods
 from .samplers import DEFAULT_GRIDS, SAMPLERS
 from .sde import SDE
@@ -62,7 +70,7 @@ __all__ = [
     "forward_jump", "block_basis",
     "inpaint", "colorize", "super_resolve", "luma_chroma_basis", "downsample", "upsample",
     "shrink_into_range", "classifier_free_guidance", "slerp", "ddim_invert",
-    "REPAINT_METHODS",
+    "REPAINT_METHODS", "INPAINT_METHODS", "DEFAULT_INPAINT_METHOD", "default_inpaint_steps",
 ]
 
 REPAINT_METHODS = ("ancestral", "ddim", "euler_maruyama")
@@ -259,32 +267,6 @@ def sample_with_constraint(eps_model, sde: SDE, constraint: Constraint, *, metho
     return constraint.decode(constraint.finish(out))
 
 
-def forward_jump(sde: SDE, x: Tensor, s: float, t: float,
-                 generator: torch.Generator | None = None) -> Tensor:
-    """Draw x_t ~ q(x_t | x_s) for t > s (RePaint's jump back):
-    x_t = (m_t/m_s) x_s + σ_t √(1 − e^{2(λ_t − λ_s)}) z, i.e. variance σ_t² − (m_t/m_s)² σ_s²."""
-    check_finite(x, "x")
-    if not 0.0 <= float(s) < float(t) <= 1.0:
-        raise ValueError(f"forward_jump needs 0 <= s < t <= 1, got s={s!r}, t={t!r}")
-    cs, ct = coefficients(sde, s), coefficients(sde, t)
-    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return (ct.m / cs.m) * x + ct.sigma * math.sqrt(-math.expm1(2.0 * (ct.lam - cs.lam))) * z
-
-
-def _repaint_path(steps: int, resample_steps: int, jump: int) -> list[int]:
-    """Grid indices visited: descend one index at a time; at each multiple of ``jump`` (before
-    the end) jump back ``jump`` indices, ``resample_steps − 1`` times."""
-    path, i, jumps = [0], 0, defaultdict(int)
-    while i < steps:
-        i += 1
-        path.append(i)
-        if i < steps and i % jump == 0 and i >= jump and jumps[i] < resample_steps - 1:
-            jumps[i] += 1
-            i -= jump
-            path.append(i)
-    return path
-
-
 def _repaint(model, sde, x, method, steps, resample_steps, jump, generator, callback, info,
              y=None, t_end=None, grid="uniform", eta=0.0, **rest):
     if method not in REPAINT_METHODS:
@@ -332,10 +314,66 @@ def _descend(method, x, eps, x0, cs, ct, dt, eta, noise):
     return x - (cs.f * x - cs.g2 * score) * dt + math.sqrt(cs.g2 * dt) * noise()
 
 
-def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor, **kwargs) -> Tensor:
+INPAINT_METHODS = ("replacement", "repaint", "projection", "dps", "dps_projection",
+                   "projection_best_of", "dps_projection_best_of")
+DEFAULT_INPAINT_METHOD = "projection_best_of"
+_BEST_OF = {"projection_best_of": inpainting.projection_best_of,
+            "dps_projection_best_of": inpainting.dps_projection_best_of}
+
+
+def default_inpaint_steps(method: str = DEFAULT_INPAINT_METHOD) -> int:
+    """The grid steps :func:`inpaint` uses for ``method`` when ``steps`` is not given: the
+    best-of methods' own defaults, 20 for the others."""
+    if method in _BEST_OF:
+        return int(inspect.signature(_BEST_OF[method]).parameters["steps"].default)
+    return 20
+
+
+def inpaint(eps_model, sde: SDE, x_known: Tensor, mask: Tensor,
+            method: str = DEFAULT_INPAINT_METHOD, *, steps: int | None = None,
+            sampler: str | None = None,
+            **kwargs) -> Tensor:
     """Fill the pixels where ``mask`` = 1 given ``x_known`` elsewhere; known pixels of the
-    output equal ``x_known`` exactly. ``kwargs``: :func:`sample_with_constraint`."""
-    return sample_with_constraint(eps_model, sde, inpainting_constraint(x_known, mask), **kwargs)
+    output equal ``x_known`` exactly. ``method``:
+
+    ``"replacement"``  forward-sampled known pixels at every call (Song et al. 2021), with any
+                       ``sampler`` in SAMPLERS (default ``"ancestral"``); kwargs:
+                       :func:`sample_with_constraint`
+    ``"repaint"``      the same with RePaint resampling, ``resample_steps`` default 5
+    ``"projection"``   x̂_0-projection, :func:`diffusion_lab.inpainting.ddnm`
+    ``"dps"``          :func:`diffusion_lab.inpainting.dps` (a backward pass per step)
+    ``"dps_projection"`` both, :func:`diffusion_lab.inpainting.dps_projection`
+    ``"projection_best_of"`` the default: 6 completions by ``"projection"`` (10 steps), the
+                       most consistent kept, :func:`diffusion_lab.inpainting.projection_best_of`
+    ``"dps_projection_best_of"`` the same with ``"dps_projection"`` candidates
+
+    ``steps=None``: :func:`default_inpaint_steps` (10 for the default, else 20).
+
+    The x̂_0 methods also take ``resample_steps``/``jump`` (time travel), ``eta``, ``grid``.
+
+    A sampler name as ``method`` (``"ancestral"``, ``"ddim"``, …) means replacement with that
+    sampler, as before the x̂_0 methods existed."""
+    if isinstance(method, str) and method in SAMPLERS:
+        if sampler is not None:
+            raise TypeError(f"method={method!r} is a sampler name (replacement with it); pass "
+                            f"sampler only with method='replacement' or 'repaint'")
+        method, sampler = "replacement", method
+    if not isinstance(method, str) or method not in INPAINT_METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(INPAINT_METHODS)} "
+                         f"or a sampler name ({', '.join(SAMPLERS)}) for replacement with it")
+    constraint = inpainting_constraint(x_known, mask)
+    steps = default_inpaint_steps(method) if steps is None else steps
+    if method in ("replacement", "repaint"):
+        if method == "repaint":
+            kwargs.setdefault("resample_steps", 5)
+        return sample_with_constraint(eps_model, sde, constraint, steps=steps,
+                                      method="ancestral" if sampler is None else sampler, **kwargs)
+    if sampler is not None:
+        raise TypeError(f"sampler applies to method='replacement' or 'repaint' only; {method!r} "
+                        f"takes DDIM steps written through x̂_0 (eta sets their noise)")
+    fn = {"projection": inpainting.ddnm, "dps": inpainting.dps,
+          "dps_projection": inpainting.dps_projection, **_BEST_OF}[method]
+    return fn(eps_model, sde, constraint, steps=steps, **kwargs)
 
 
 def colorize(eps_model, sde: SDE, gray: Tensor, **kwargs) -> Tensor:

@@ -193,6 +193,27 @@ def straightness(traj, times):
     return ((traj[-1] - traj[0]) ** 2).sum(-1) / ((times[-1] - times[0]).abs() * energy)
 
 
+def replacement_step(x, k, mask, m, s, z):
+    return torch.where(mask.bool(), x, m * k + s * z)
+
+
+def gaussian_conditional(mu, cov, mask, xk):
+    f, o = mask.bool(), ~mask.bool()
+    s_fo = cov[f][:, o]
+    sol = torch.linalg.solve(cov[o][:, o], torch.stack([xk[o] - mu[o]], 1))
+    mean = mu[f] + (s_fo @ sol)[:, 0]
+    return mean, cov[f][:, f] - s_fo @ torch.linalg.solve(cov[o][:, o], s_fo.T)
+
+
+def x0_projection_step(x, eps, k, mask, ms, ss, mt, st):
+    x0 = (x - ss * eps) / ms
+    return mt * torch.where(mask.bool(), x0, k) + st * eps
+
+
+def cfg_eps(ec, eu, w):
+    return (1 - w) * eu + w * ec
+
+
 CASES = [
     # (checker, right answer, [(wrong answer, words in the diagnosis), ...])
     ("check_alpha_bars", alpha_bars, [
@@ -604,6 +625,42 @@ CASES += [
         (lambda x, s, g, z: (x + s * g * z, s * (1 + g)), "variances add"),
         (lambda x, s, g, z: (x + ((s + g) ** 2 - s**2) ** 0.5 * z, s + g), "not σ + γ"),
         (lambda x, s, g, z: (x + s * (1 + g) * z, s * (1 + g)), "not σ̂"),
+    ]),
+]
+
+
+CASES += [
+    ("check_replacement_step", replacement_step, [
+        (lambda x, k, mk, m, s, z: replacement_step(x, k, 1 - mk, m, s, z), "the mask is inverted"),
+        (lambda x, k, mk, m, s, z: replacement_step(x, k, mk, 1.0, 0.0, z), "is not noised"),
+        (lambda x, k, mk, m, s, z: replacement_step(x, k, mk, 1.0, s, z), "not scaled by m_t"),
+        (lambda x, k, mk, m, s, z: replacement_step(x, k, mk, m, s * s, z), "σ_t² where σ_t"),
+    ]),
+    ("check_gaussian_conditional", gaussian_conditional, [
+        (lambda mu, c, mk, x: gaussian_conditional(mu, c, 1 - mk, x), "the mask is inverted"),
+        (lambda mu, c, mk, x: (gaussian_conditional(mu, c, mk, x)[0],
+                               c[mk.bool()][:, mk.bool()]), "the Schur correction is missing"),
+        (lambda mu, c, mk, x: gaussian_conditional(mu * mk, c, mk, x),
+         "prior mean of the known part is not subtracted"),
+        (lambda mu, c, mk, x: (gaussian_conditional(mu, c, mk, x)[0],
+                               2 * c[mk.bool()][:, mk.bool()]
+                               - gaussian_conditional(mu, c, mk, x)[1]), "the wrong sign"),
+    ]),
+    ("check_x0_projection_step", x0_projection_step, [
+        (lambda x, e, k, mk, ms, ss, mt, st: x0_projection_step(x, e, k, 1 - mk, ms, ss, mt, st),
+         "the mask is inverted"),
+        (lambda x, e, k, mk, ms, ss, mt, st: torch.where(mk.bool(), (x - ss * e) / ms, k),
+         "the step is not re-noised"),
+        (lambda x, e, k, mk, ms, ss, mt, st: mt * ((torch.where(mk.bool(), x, k) - ss * e) / ms)
+         + st * e, "project x̂_0, not the noisy state"),
+        (lambda x, e, k, mk, ms, ss, mt, st: x0_projection_step(x, e, k, mk, 1.0, ss, mt, st),
+         "the division by m_s is missing"),
+    ]),
+    ("check_cfg_eps", cfg_eps, [
+        (lambda ec, eu, w: (1 + w) * ec - w * eu, "the (1 + w) ε_y − w ε_∅ convention"),
+        (lambda ec, eu, w: cfg_eps(eu, ec, w), "are swapped"),
+        (lambda ec, eu, w: eu - w * (ec - eu), "wrong sign"),
+        (lambda ec, eu, w: w * ec, "baseline is missing"),
     ]),
 ]
 IDS = [c[0] for c in CASES]

@@ -15,13 +15,19 @@ root, a flipped sign, a factor of 2, β instead of ᾱ, …) and seeing whether 
 learner's result equals one of them.
 
 One module per lesson (``forward`` 01, ``schedules`` 02, ``reverse`` 03, ``unet`` 04,
-``sde`` 05, ``samplers`` 06, ``evaluation`` 08, ``interpolation`` 09, ``flow`` 11, ``edm`` 12);
-the shared machinery is in ``_common``.
+``sde`` 05, ``samplers`` 06, ``controllable`` 07, ``evaluation`` 08, ``interpolation`` 09,
+``flow`` 11, ``edm`` 12); the shared machinery is in ``_common``.
 """
 
 from __future__ import annotations
 
 from ._common import F64, FAIL, PASS, TODO, checker  # noqa: F401 - the old module's names
+from .controllable import (
+    check_cfg_eps,
+    check_gaussian_conditional,
+    check_replacement_step,
+    check_x0_projection_step,
+)
 from .edm import (
     check_churn,
     check_edm_heun_step,
@@ -99,6 +105,8 @@ __all__ = [
     "check_frechet_distance", "check_hutchinson_divergence", "check_bits_per_dim",
     "check_kid_mmd", "check_nn_distance_ratio",
     "check_karras_sigmas", "check_edm_preconditioning", "check_edm_heun_step", "check_churn",
+    "check_replacement_step", "check_gaussian_conditional", "check_x0_projection_step",
+    "check_cfg_eps",
 ]
 
 # issue 9: exercises that mirror the lessons' loops and the Tweedie / DSM bridge
