@@ -93,11 +93,12 @@ torch.set_num_threads(1)
 # | 04 | [the U-Net](04_the_unet.ipynb) | time embedding, ResBlocks, attention, skips; shapes layer by layer; train briefly on MNIST |
 # | 05 | [scores and SDEs](05_scores_and_sdes.ipynb) | the score, Langevin dynamics, VE/VP/sub-VP SDEs, the reverse SDE and the probability-flow ODE |
 # | 06 | [samplers](06_samplers.ipynb) | Euler–Maruyama, predictor–corrector, ODE solvers, exponential integrators, DDIM, DPM-Solver++; error and time vs steps |
-# | 07 | controllable generation | inpainting, colorization, classifier-free guidance, super-resolution |
-# | 08 | evaluation | likelihood (bits/dim) via the ODE; FID, KID, IS; precision/recall |
-# | 09 | interpolation and inversion | DDIM inversion, spherical interpolation in noise space |
+# | 07 | [controllable generation](07_controllable_generation.ipynb) | inpainting as conditional sampling (replacement, RePaint, $\hat x_0$-projection, DPS), colorization, super-resolution, classifier-free guidance and its accuracy–diversity trade-off |
+# | 08 | [evaluation](08_evaluation.ipynb) | bits/dim via the probability-flow ODE; FID, KID, IS and FID's sample-size bias; precision/recall; memorisation; a VAE baseline |
+# | 09 | [interpolation and inversion](09_interpolation_and_inversion.ipynb) | slerp vs linear mixing of noise, DDIM inversion and its round-trip error, SDEdit and interpolation at a noise level |
 # | 10 | [dashboard](10_dashboard.ipynb) | an interactive app over everything above, served by Voilà (`make dashboard`) |
 # | 11 | [flow matching and rectified flow](11_flow_matching.ipynb) | the straight path $x_t=(1-t)x_0+tz$; conditional flow matching; ε ↔ $\hat x_0$ ↔ score ↔ velocity; a velocity network vs an ε-network; straightness and one reflow step |
+# | 12 | [the EDM design space](12_edm_design_space.ipynb) | σ-parameterisation of every process, EDM preconditioning, the Karras grid and the EDM sampler, few-step sampling |
 #
 # Every lesson derives its formulas, checks each one numerically, and then shows the package
 # `diffusion_lab` computing the same thing; you import from it what you have understood.
