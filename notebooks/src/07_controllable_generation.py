@@ -79,6 +79,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Image, display
 
+import diffusion_lab
 from diffusion_lab import inpainting, tasks
 from diffusion_lab.classifier import classifier_data, load_classifier
 from diffusion_lab.data import LUMA_WEIGHTS, load_colour_mnist
@@ -91,7 +92,8 @@ from diffusion_lab.viz import image_grid
 from diffusion_lab.widgets import TrajectoryRecorder
 
 torch.set_num_threads(2)
-RESULTS = Path("../benchmarks/results")
+ROOT = Path(diffusion_lab.__file__).resolve().parents[1]  # the repository
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def seeded(k):
@@ -301,7 +303,7 @@ assert a_sel.mean() - exact_mean > 0.2  # … and pushes it past the exact mean
 # with the benchmark's within the sampling error of `N_DIGITS` digits.
 
 # %%
-model = GenerativeModel.load("../data/checkpoints/mnist_cond")
+model = GenerativeModel.load(ROOT / "data" / "checkpoints" / "mnist_cond")
 clf = load_classifier()
 x_test, y_test = classifier_data("test")
 x_in, y_in = x_test[:N_DIGITS], y_test[:N_DIGITS]
@@ -368,7 +370,7 @@ plt.show()
 # kept: the luminance of the output equals the input's, the 2×2 block means equal the low-res image.
 
 # %%
-colour_model = GenerativeModel.load("../data/checkpoints/colour_mnist")
+colour_model = GenerativeModel.load(ROOT / "data" / "checkpoints" / "colour_mnist")
 x_col, _ = load_colour_mnist("test", verbose=False)
 x_col = x_col[:N_COLOUR]
 w_luma = torch.tensor(LUMA_WEIGHTS).reshape(1, 3, 1, 1)
