@@ -67,6 +67,14 @@ def check_int(value, name: str, *, minimum: int = 1) -> int:
     return value
 
 
+def check_int_list(values, name: str, length: int) -> list[int]:
+    """``values`` as a list of exactly ``length`` positive ints (``name[i]`` in errors)."""
+    values = list(values)
+    if len(values) != length:
+        raise ValueError(f"{name} must have {length} entries, got {values}")
+    return [check_int(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
 def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(sorted(map(str, choices)))}")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_finite, check_int, check_positive
+from ._checks import check_finite, check_int, check_int_list, check_positive
 from .registry import register
 
 __all__ = ["MNISTVAE", "vae_loss", "train_vae", "save_baseline", "load_baseline",
@@ -52,11 +52,7 @@ class MNISTVAE(nn.Module):
 
     def __init__(self, latent_dim: int = 16, widths: tuple[int, int] | list[int] = (16, 32)):
         super().__init__()
-        widths = tuple(widths)
-        if len(widths) != 2:
-            raise ValueError(f"widths must have 2 entries, got {list(widths)}")
-        for i, w in enumerate(widths):
-            check_int(w, f"widths[{i}]")
+        widths = tuple(check_int_list(widths, "widths", 2))
         check_int(latent_dim, "latent_dim")
         self._config = dict(latent_dim=latent_dim, widths=list(widths))
         self.latent_dim = latent_dim

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_int, check_int_list
 from .registry import register
 
 __all__ = [
@@ -65,11 +65,7 @@ class MNISTClassifier(nn.Module):
         dropout: float = 0.2,
     ):
         super().__init__()
-        widths = tuple(widths)
-        if len(widths) != 2:
-            raise ValueError(f"widths must have 2 entries, got {list(widths)}")
-        for i, w in enumerate(widths):
-            check_int(w, f"widths[{i}]")
+        widths = tuple(check_int_list(widths, "widths", 2))
         check_int(feature_dim, "feature_dim")
         check_int(num_classes, "num_classes", minimum=2)
         if not 0.0 <= float(dropout) < 1.0:
