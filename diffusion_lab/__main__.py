@@ -104,16 +104,17 @@ def _model_card(args, model, result, sample_png, sample_cmd, device) -> str:
 
 def cmd_train(args) -> int:
     """``train``; under ``torchrun`` one process per rank (:mod:`diffusion_lab.distributed`)."""
-    from .distributed import barrier, setup, teardown
+    from .distributed import setup, teardown
 
     w, device = setup(args.device)  # torchrun: join the process group (else one process)
     try:
-        return _train(args, w, device, barrier)
+        return _train(args, w, device)
     finally:
         teardown()
 
 
-def _train(args, w, device, barrier) -> int:
+def _train(args, w, device) -> int:
+    from .distributed import barrier
     from .model import GenerativeModel
     from .schedules import get_schedule
     from .sde import get_sde
