@@ -1,6 +1,7 @@
 """Command line: ``python -m diffusion_lab train ...`` and ``python -m diffusion_lab sample ...``.
 
     python -m diffusion_lab train --dataset two_moons --steps 3000 --out runs/moons
+    python -m diffusion_lab train --recipe cpu-mnist --out runs/mine    # ~10 min, 2 CPU threads
     python -m diffusion_lab train --dataset mnist --class-conditional --steps 20000 \\
         --device cuda --checkpoint-every 1000 --out data/checkpoints/mnist
     python -m diffusion_lab sample --checkpoint runs/moons --n 2000 --out moons.png
@@ -10,6 +11,12 @@ Under ``torchrun`` (DistributedDataParallel, gloo on CPU, nccl on GPUs) ``--batc
 the global batch, split over the processes, every process draws the same global batch from
 ``--seed``, and only rank 0 writes the checkpoint, card and samples: the result equals a
 one-process run (``diffusion_lab.distributed``).
+
+``--recipe NAME`` (:mod:`diffusion_lab.recipes`) sets every training option to a measured
+recipe; options given on the command line override it. ``--sample-every N`` writes a grid of
+samples to ``--out``/progress/ every N steps, so the run can be watched as it learns (the bar
+shows the steps per second and the time left). ``--evaluate`` (MNIST) reads 200 generated
+digits with the bundled classifier at the end and puts the result in the model card.
 
 ``train`` keeps a full resumable checkpoint in ``--out`` (every ``--checkpoint-every``
 steps and at the end; ``--resume`` continues it) and writes a model card
@@ -28,8 +35,10 @@ the package's own errors are printed as one ``error: ...`` line, exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +47,7 @@ import torch
 
 from . import _cli
 from ._cli import device_arg, float_in, int_in, int_list, labels_arg, png_path
+from .training import LOSS_WEIGHTINGS, LR_SCHEDULES
 
 IMAGE_DATASETS = ("mnist", "colour_mnist")
 TOY_DATASETS = ("swiss_roll", "two_moons", "eight_gaussians", "checkerboard")
@@ -72,18 +82,38 @@ def _build_net(args, data, num_classes):
                num_classes=num_classes)
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"CPU: {_cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} threads"
 
 
 def _model_card(args, model, result, sample_png, sample_cmd, device) -> str:
+    from .recipes import get_recipe
+
     cmd = "python -m diffusion_lab " + shlex.join(args.argv)
     cond = f"yes, label dropout {args.label_dropout}" if args.class_conditional else "no"
+    recipe = get_recipe(args.recipe) if args.recipe else None
     lines = [
         f"# {Path(args.out).name}: diffusion model on `{args.dataset}`", "",
         f"- command: `{cmd}`",
+        *([f"- recipe: `{recipe.name}` ({recipe.summary}); its choices:",
+           *(f"    - {why}" for why in recipe.why)] if recipe else []),
+        f"- training: lr schedule {args.lr_schedule} (warm-up {args.warmup}), loss weighting "
+        f"{args.loss_weighting}" + (f" (γ = {args.min_snr_gamma})"
+                                    if args.loss_weighting == "min_snr" else "")
+        + f", EMA decay {args.ema_decay}",
         f"- network: {type(model.net).__name__}, {model.num_parameters():,} parameters",
         f"- SDE: {model.sde!r}",
         f"- steps: {result.steps} (batch {args.batch_size}, lr {args.lr}, seed {args.seed})",
@@ -106,6 +136,11 @@ def cmd_train(args) -> int:
     """``train``; under ``torchrun`` one process per rank (:mod:`diffusion_lab.distributed`)."""
     from .distributed import setup, teardown
 
+    for flag, value in (("--dataset", args.dataset), ("--steps", args.steps)):
+        if value is None:
+            raise _cli.UsageError(f"train needs {flag} (or a --recipe that sets it)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     w, device = setup(args.device)  # torchrun: join the process group (else one process)
     try:
         return _train(args, w, device)
@@ -126,6 +161,8 @@ def _train(args, w, device) -> int:
                                                 recover=args.recover)
         if recovered:
             print(recovered)
+        if args.force and not args.resume and (out / _cli.PROGRESS).is_dir():
+            shutil.rmtree(out / _cli.PROGRESS)  # a new run: the old run's grids go
     barrier(w)
     data, labels, class_names = _load_dataset(args.dataset, args.n_points, args.seed,
                                               args.download)
@@ -141,13 +178,20 @@ def _train(args, w, device) -> int:
         sde = get_sde(args.sde, schedule=get_schedule(args.schedule))
     model = GenerativeModel(net, sde, data_shape=tuple(data.shape[1:]), class_names=class_names,
                             info={"dataset": args.dataset})
+    sample_fn, checkpoint_every = None, args.checkpoint_every
+    if args.sample_every:  # grids go into the checkpoint folder: save before the first one
+        checkpoint_every = checkpoint_every or args.sample_every
+        sample_fn = _cli.progress_writer(out / _cli.PROGRESS, model, labels is not None,
+                                         args.card_guidance)
     result = model.train(
         data, labels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, warmup=args.warmup,
         grad_clip=args.grad_clip if args.grad_clip > 0 else None, ema_decay=args.ema_decay,
         label_dropout=args.label_dropout, seed=args.seed, checkpoint_dir=out,
-        checkpoint_every=args.checkpoint_every, resume=args.resume,
+        checkpoint_every=checkpoint_every, resume=args.resume,
         progress=not args.no_progress, device=device, info={"dataset": args.dataset},
+        lr_schedule=args.lr_schedule, loss_weighting=args.loss_weighting,
+        min_snr_gamma=args.min_snr_gamma, sample_every=args.sample_every, sample_fn=sample_fn,
     )
     if not w.is_main:  # the checkpoint is rank 0's; so are the card and the samples
         return 0
@@ -166,10 +210,38 @@ def _train(args, w, device) -> int:
                                                   f"{args.card_guidance}" if kw else ""))
     card = _model_card(args, model, result, png.name, sample_cmd, device)
     card += f"Sampling {n} samples at 20 DPM-Solver steps took {time.perf_counter() - t0:.2f} s.\n"
+    if args.evaluate:
+        card += "\n" + _evaluate(args, model, labels is not None) + "\n"
     _cli.write_text(out / "README.md", card)
     print(f"trained {result.steps} steps in {result.wall_time:.1f} s, final loss "
           f"{result.final_loss:.4f}; checkpoint, README.md and samples.png in {out}")
     return 0
+
+
+def _evaluate(args, model, conditional: bool) -> str:
+    """``--evaluate``: ``--evaluate-samples`` digits (classes in turn when conditional) read
+    by the bundled classifier (:func:`diffusion_lab.evaluation.recognisability`); a paragraph
+    for the card."""
+    from .evaluation import recognisability
+
+    if args.dataset != "mnist":
+        raise _cli.UsageError(f"--evaluate reads digits with the bundled MNIST classifier; "
+                              f"--dataset {args.dataset} is not MNIST")
+    n, kw = args.evaluate_samples, {}
+    if conditional:
+        kw = dict(labels=[i % 10 for i in range(n)], guidance=args.card_guidance)
+    x = model.generate(n, method="dpm_solver", steps=20, seed=1, **kw)
+    r = recognisability(x, torch.tensor(kw["labels"]) if conditional else None)
+    how = (f"classes requested in turn, guidance w = {args.card_guidance}" if conditional
+           else "unconditional")
+    text = (f"## Recognisability ({n} samples, {how}, DPM-Solver 20 steps, seed 1)\n\n"
+            f"The bundled classifier is confident (p > {r['threshold']}) on "
+            f"{r['confident']:.1%} of them; the confident ones cover {r['classes']} classes"
+            + (f"; it reads the requested class on {r['agree']:.1%} (confident and the "
+               f"requested class: {r['confident_agree']:.1%})" if conditional else "")
+            + ".")
+    print(text.split("\n\n")[1])
+    return text
 
 
 def cmd_sample(args) -> int:
@@ -196,17 +268,36 @@ SEED = int_in(0, 2**64 - 1)
 POSITIVE = int_in(1)
 
 
-def _add_train(sub) -> None:
+def _add_train(sub, recipe: str | None = None) -> None:
+    from .recipes import RECIPES, get_recipe
+
     t = sub.add_parser("train", help="train a model and write a checkpoint + model card")
-    t.add_argument("--dataset", required=True, choices=IMAGE_DATASETS + TOY_DATASETS)
+    t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="a measured set of the options below (diffusion_lab.recipes); "
+                        "options given explicitly override it. "
+                        + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
+    t.add_argument("--dataset", default=None, choices=IMAGE_DATASETS + TOY_DATASETS)
     t.add_argument("--sde", default="vp", choices=("vp", "subvp", "ve"))
     t.add_argument("--schedule", default="linear",
                    choices=("linear", "cosine", "quadratic", "sigmoid", "power"))
-    t.add_argument("--steps", type=int_in(1, 10**9), required=True)
+    t.add_argument("--steps", type=int_in(1, 10**9), default=None)
     t.add_argument("--batch-size", type=int_in(1, 2**20), default=128)
     t.add_argument("--lr", type=float_in(0.0, lo_open=True), default=2e-4)
     t.add_argument("--weight-decay", type=float_in(0.0), default=0.0)
     t.add_argument("--warmup", type=int_in(0, 10**9), default=0)
+    t.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+                   help="after the warm-up: constant, or a cosine decay to 0 over --steps")
+    t.add_argument("--loss-weighting", default="uniform", choices=LOSS_WEIGHTINGS,
+                   help="min_snr: weight min(SNR, γ)/SNR per sample (Hang et al. 2023)")
+    t.add_argument("--min-snr-gamma", type=float_in(0.0, lo_open=True), default=5.0)
+    t.add_argument("--threads", type=int_in(1, 1024), default=None,
+                   help="torch threads per process (default: torch's choice)")
+    t.add_argument("--sample-every", type=POSITIVE, default=None,
+                   help="write a grid of samples to OUT/progress/ every N steps")
+    t.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=False,
+                   help="MNIST: read generated digits with the bundled classifier at the end")
+    t.add_argument("--evaluate-samples", type=int_in(1, 65536), default=200,
+                   help="how many digits --evaluate reads")
     t.add_argument("--grad-clip", type=float_in(0.0), default=1.0,
                    help="max gradient norm; 0 turns clipping off")
     t.add_argument("--ema-decay", type=float_in(0.0, 1.0, hi_open=True), default=0.999)
@@ -238,6 +329,8 @@ def _add_train(sub) -> None:
     t.add_argument("--card-guidance", type=float_in(), default=1.0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
+    if recipe is not None:
+        t.set_defaults(**get_recipe(recipe).options)
 
 
 def _add_sample(sub) -> None:
@@ -285,22 +378,33 @@ def cmd_serve(args) -> int:
     return 0
 
 
-SUBCOMMANDS = [_add_train, _add_sample, _add_serve]  # each adds one subparser; extend the list
+SUBCOMMANDS = [_add_sample, _add_serve]  # each adds one subparser (train: see build_parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``recipe``, that recipe's options are ``train``'s defaults."""
     p = argparse.ArgumentParser(prog="python -m diffusion_lab", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    _add_train(sub, recipe)
     for add in SUBCOMMANDS:
         add(sub)
     return p
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse once; a ``train --recipe`` is parsed again with the recipe's options as
+    defaults, so that what the command line gives explicitly wins."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "recipe", None):
+        args = build_parser(args.recipe).parse_args(argv)
+    args.argv = argv
+    return args
+
+
 def main(argv=None) -> int:
     """Run a subcommand; the package's own errors become one ``error:`` line, exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+    args = parse_args(argv)
     try:
         return args.func(args)
     except _cli.PACKAGE_ERRORS as err:

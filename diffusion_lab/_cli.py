@@ -25,6 +25,7 @@ from .atomic import atomic_write_file, interrupted_saves
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
+PROGRESS = "progress"  # train --sample-every writes its grids into OUT/progress/
 
 
 class UsageError(ValueError):
@@ -142,6 +143,13 @@ def prepare_checkpoint_dir(out: Path, *, resume: bool, force: bool, recover: boo
                              f"copy beside it ({interrupted_saves(out)[0].name}); pass --resume "
                              "--recover to restore and continue it, or --force to start over")
     if out.is_dir() and any(out.iterdir()):
+        only_progress = [e.name for e in out.iterdir()] == [PROGRESS] and (out / PROGRESS).is_dir()
+        if only_progress and not resume:  # a first run stopped before its first checkpoint
+            if not force:
+                raise UsageError(f"--out {out} holds only the {PROGRESS}/ samples of a run "
+                                 "stopped before its first checkpoint; pass --force to start "
+                                 "over")
+            return message
         if not (out / "config.json").is_file():
             raise UsageError(f"--out {out} is a non-empty folder that is not a diffusion_lab "
                              "checkpoint; refusing to write into it (choose another --out)")
@@ -185,6 +193,31 @@ def save_figure(x: torch.Tensor, out, title: str | None = None) -> None:
         ax.set_title(title)
     atomic_write_file(out, lambda tmp: fig.savefig(str(tmp), dpi=100, bbox_inches="tight",
                                                    format="png"))
+
+
+def progress_writer(folder: Path, model, conditional: bool, guidance: float):
+    """``sample_fn(ema, step)`` for :func:`diffusion_lab.training.train`: 20 images (2,000
+    points) of the EMA network (classes in turn when ``conditional``, guidance w; 10 DPM-Solver steps,
+    seed 0 every time, so the grids differ only by training) to ``folder/step_NNNNNN.png``."""
+    import time
+
+    from .model import GenerativeModel
+
+    start = time.perf_counter()
+
+    def write(ema, step: int) -> Path:
+        view = GenerativeModel(ema, model.sde, data_shape=model.data_shape,
+                               class_names=model.class_names)
+        n = 20 if len(model.data_shape) == 3 else 2000  # images: a grid; points: a scatter
+        kw = {}
+        if conditional:
+            kw = dict(labels=[i % len(model.class_names) for i in range(n)], guidance=guidance)
+        x = view.generate(n, method="dpm_solver", steps=10, seed=0, **kw)
+        out = folder / f"step_{step:06d}.png"
+        save_figure(x, out, title=f"step {step}, {time.perf_counter() - start:.0f} s")
+        return out
+
+    return write
 
 
 def write_text(out: Path, text: str) -> None:

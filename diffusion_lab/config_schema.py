@@ -245,6 +245,11 @@ class RunSpec(_Strict):
     t_min: Annotated[float, Field(gt=0.0, lt=1.0)]
     label_dropout: Annotated[float, Field(ge=0.0, le=1.0)] | None
     target: Literal["eps", "velocity"] = "eps"  # runs saved before it existed trained ε
+    # saved before these existed: constant lr, unweighted loss (resume.RUN_DEFAULTS)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    schedule_steps: _int(1, MAX_STEPS) | None = None
+    loss_weighting: Literal["uniform", "min_snr"] = "uniform"
+    min_snr_gamma: Annotated[float, Field(gt=0.0)] | None = None
 
 
 class TrainState(_Strict):

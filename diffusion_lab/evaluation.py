@@ -8,6 +8,9 @@ r"""Evaluation studies of lesson 08 built on :mod:`.metrics` and :mod:`.distance
   data distribution looks like), and the ratio d₁/d₂ to the second nearest training image.
 * :func:`class_histogram` — the bundled classifier's class frequencies of a sample
   (mode coverage: a model that drops a digit shows a hole).
+* :func:`recognisability` — the fraction of a sample the bundled classifier is confident on
+  (max_c p(c | x) > threshold), how many classes those cover, and agreement with the classes
+  that were asked for (the target of the CPU training recipe, :mod:`.recipes`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from torch import Tensor
 from ._checks import check_finite, check_int
 from .distances import frechet_distance, gaussian_stats, nearest_neighbours
 
-__all__ = ["fid_bias_curve", "fit_inverse_n", "memorisation", "class_histogram"]
+__all__ = ["fid_bias_curve", "fit_inverse_n", "memorisation", "class_histogram",
+           "recognisability"]
 
 
 def fid_bias_curve(features: Tensor, ns, repeats: int = 5, *,
@@ -90,3 +94,41 @@ def class_histogram(images: Tensor, classifier=None, *, batch_size: int = 500) -
                        for i in range(0, images.shape[0], batch_size)])
     counts = torch.bincount(preds, minlength=getattr(clf, "num_classes", 10))
     return counts.double() / images.shape[0]
+
+
+@torch.no_grad()
+def recognisability(images: Tensor, requested: Tensor | None = None, classifier=None, *,
+                    threshold: float = 0.9, batch_size: int = 500) -> dict:
+    """How recognisable generated digits are to the bundled MNIST classifier (or
+    ``classifier``, logits out), with p = softmax(logits):
+
+    * ``confident`` — fraction of images with max_c p(c | x) > ``threshold``;
+    * ``classes`` — number of distinct predicted classes among the confident images;
+    * ``agree`` — fraction whose predicted class equals ``requested`` [N], and
+      ``confident_agree`` — fraction both confident and of the requested class (None without
+      ``requested``): confidence alone is weak evidence, an untrained network's blobs can
+      be read confidently as one or two classes;
+    * ``threshold`` and ``n`` — as used.
+    """
+    from .classifier import load_classifier
+
+    check_finite(images, "images")
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    n = images.shape[0]
+    if requested is not None and (not isinstance(requested, Tensor) or requested.shape != (n,)):
+        got = list(requested.shape) if isinstance(requested, Tensor) else type(requested).__name__
+        raise ValueError(f"requested must be a tensor of shape [{n}] (one class per image), "
+                         f"got {got}")
+    clf = load_classifier() if classifier is None else classifier
+    probs = torch.cat([clf(images[i:i + batch_size]).softmax(-1)
+                       for i in range(0, n, batch_size)])
+    p_max, pred = probs.max(dim=-1)
+    confident = p_max > threshold
+    agree = both = None
+    if requested is not None:
+        match = pred == requested.to(pred.device)
+        agree, both = float(match.double().mean()), float((match & confident).double().mean())
+    return {"confident": float(confident.double().mean()),
+            "classes": len(set(pred[confident].tolist())), "agree": agree,
+            "confident_agree": both, "threshold": float(threshold), "n": n}

@@ -4,7 +4,8 @@ A resumable checkpoint's ``train_state.json`` records the run (:func:`run_spec`)
 the data and labels (count, shape, dtype, SHA-256 of the bytes), the seed and every
 hyperparameter that changes the trajectory (batch size, lr, weight decay, warm-up,
 gradient clipping, EMA decay, t_min, label dropout) and the prediction target ("eps" or
-"velocity"; a checkpoint written before the target existed counts as "eps"). :func:`restore` refuses a resume
+"velocity"), the learning-rate schedule and the loss weighting (a checkpoint written before
+one of these existed counts as :data:`RUN_DEFAULTS`). :func:`restore` refuses a resume
 that changes any of them, or the network, naming each changed field; only ``steps`` may
 change, and only grow. A checkpoint folder missing because a save died between its two
 renames is an error that points to the explicit recovery (:func:`resumable`).
@@ -23,7 +24,12 @@ from .atomic import interrupted_saves
 from .checkpoint import load_checkpoint, load_state_strict, sde_to_json
 from .sde import SDE
 
-__all__ = ["run_spec", "checkpoint_state", "resumable", "restore"]
+__all__ = ["run_spec", "checkpoint_state", "resumable", "restore", "RUN_DEFAULTS"]
+
+# Fields added to the run spec after checkpoints were written without them, with the
+# meaning those checkpoints had: an ε-model, a constant learning rate, an unweighted loss.
+RUN_DEFAULTS = {"target": "eps", "lr_schedule": "constant", "schedule_steps": None,
+                "loss_weighting": "uniform", "min_snr_gamma": None}
 
 
 def checkpoint_state(generator, step, losses, wall, ema_decay, device, run) -> dict:
@@ -87,7 +93,7 @@ def restore(ckpt_dir: Path, net, ema, optimizer, run: dict, steps: int, device) 
         diff = sorted(k for k in set(saved_cfg) | set(cfg) if saved_cfg.get(k) != cfg.get(k))
         raise ValueError(f"cannot resume {ckpt_dir}: the network differs from the saved "
                          f"{ck.config['net']['class']} (config keys {diff})")
-    saved = {"target": "eps", **ck.train_state["run"]}  # older runs trained an ε-model
+    saved = {**RUN_DEFAULTS, **ck.train_state["run"]}  # what older runs did implicitly
     changed = [f"{k} (saved {_describe(saved[k])}, now {_describe(run[k])})"
                for k in run if saved.get(k) != run[k]]
     if changed:

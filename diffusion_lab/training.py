@@ -5,10 +5,19 @@ One step (Ho et al. 2020's L_simple, with t continuous as in Song et al. 2021)::
     x_0 ~ data,  t ~ U[t_min, 1],  z ~ N(0, I),  x_t = m(t) x_0 + σ(t) z
     L(θ) = E ‖ε_θ(x_t, t, y) − z‖²   (mean over batch and dimensions)
 
-followed by AdamW (fused on CUDA; optional linear LR warm-up), gradient-norm clipping and an
-exponential moving average (EMA) of the weights, the network used for sampling:
+followed by AdamW (fused on CUDA), gradient-norm clipping and an exponential moving average
+(EMA) of the weights, the network used for sampling:
 
     θ_ema ← d_n θ_ema + (1 − d_n) θ,   d_n = min(ema_decay, (1 + n)/(10 + n))
+
+The learning rate of update n (0-based, N = ``steps``) is :func:`lr_at`: a linear warm-up
+times a constant or a cosine decay, lr_n = lr · min(1, (n+1)/warmup) · ½(1 + cos(π n / N)).
+``loss_weighting="min_snr"`` weights each sample by :func:`min_snr_weight` (Hang et al. 2023)
+
+    w(t) = min(SNR(t), γ) / SNR(t),   SNR = m²/σ²,
+
+so that w ‖ε̂ − ε‖² = min(SNR, γ) ‖x̂_0 − x_0‖²: the x̂_0-error weighted by the SNR, capped at
+γ, which stops the nearly noise-free times (SNR → ∞) from dominating the gradient.
 
 With ``target="velocity"`` the network is a *velocity* model instead, trained with the
 conditional flow-matching loss (Lipman et al. 2023; Liu et al. 2023 for rectified flow)
@@ -68,9 +77,12 @@ from .resume import checkpoint_state, restore, resumable, run_spec
 from .sde import SDE
 
 TARGETS = ("eps", "velocity")
+LR_SCHEDULES = ("constant", "cosine")
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
 
 __all__ = ["TrainResult", "train", "eps_loss", "velocity_loss", "TARGETS", "drop_labels",
-           "ema_update", "ema_decay_at"]
+           "ema_update", "ema_decay_at", "lr_at", "min_snr_weight", "LR_SCHEDULES",
+           "LOSS_WEIGHTINGS"]
 
 
 @dataclass
@@ -94,8 +106,9 @@ class TrainResult:
 
 
 def eps_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
-             y: Tensor | None = None) -> Tensor:
-    """L = mean ‖ε_θ(m x_0 + σ z, t, y) − z‖² for given t [B] and z (shaped like x_0).
+             y: Tensor | None = None, weight: Tensor | None = None) -> Tensor:
+    """L = mean ‖ε_θ(m x_0 + σ z, t, y) − z‖² for given t [B] and z (shaped like x_0);
+    with ``weight`` w [B], L = mean_b w_b · mean_dims (ε_θ − z)².
 
     m(t), σ(t) are computed where ``t`` lives (a CPU ``t`` keeps the argument checks of
     the SDE from synchronising the GPU) and moved to ``x0``'s device and dtype.
@@ -104,7 +117,32 @@ def eps_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
     t = t.to(device=x0.device, dtype=x0.dtype)
     xt = expand_like(m, x0) * x0 + expand_like(s, x0) * noise
     eps = net(xt, t) if y is None else net(xt, t, y)
-    return F.mse_loss(eps, noise)
+    if weight is None:
+        return F.mse_loss(eps, noise)
+    per_sample = (eps - noise).square().flatten(1).mean(dim=1)
+    return (weight.to(device=x0.device, dtype=x0.dtype) * per_sample).mean()
+
+
+def min_snr_weight(sde: SDE, t: Tensor, gamma: float) -> Tensor:
+    """w(t) = min(SNR(t), γ) / SNR(t) with SNR = m(t)²/σ(t)² (Hang et al. 2023, for an
+    ε-prediction loss); 1 where SNR ≤ γ (the noisy times), γ/SNR below them."""
+    gamma = check_positive(gamma, "min_snr_gamma")
+    m, s = sde.marginal(t)
+    snr = (m / s).square()
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def lr_at(n: int, lr: float, warmup: int = 0, schedule: str = "constant",
+          total: int | None = None) -> float:
+    """The learning rate of update n (0-based): lr · min(1, (n+1)/warmup) · c(n), with
+    c = 1 (``"constant"``) or c = ½(1 + cos(π n / total)) (``"cosine"``, falls from 1 at the
+    first update towards 0 at update ``total``)."""
+    schedule = check_choice(schedule, "lr_schedule", LR_SCHEDULES)
+    ramp = min(1.0, (n + 1) / warmup) if warmup else 1.0
+    if schedule == "constant":
+        return lr * ramp
+    total = check_int(total, "total")
+    return lr * ramp * 0.5 * (1.0 + math.cos(math.pi * min(n, total) / total))
 
 
 def velocity_loss(net: nn.Module, sde: SDE, x0: Tensor, t: Tensor, noise: Tensor,
@@ -156,7 +194,9 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
           ema: nn.Module | None = None, checkpoint_dir=None, checkpoint_every: int | None = None,
           resume: bool = False, sample_every: int | None = None, sample_fn=None,
           progress: bool = True, log_every: int = 10, device="cpu", data_shape=None,
-          class_names=None, info: dict | None = None, target: str = "eps") -> TrainResult:
+          class_names=None, info: dict | None = None, target: str = "eps",
+          lr_schedule: str = "constant", loss_weighting: str = "uniform",
+          min_snr_gamma: float = 5.0) -> TrainResult:
     """Train ``net`` (in place, moved to ``device``) to predict the noise of ``sde``
     (``target="eps"``) or the flow velocity (``target="velocity"``, see module docs).
 
@@ -167,7 +207,10 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     at the end; ``resume=True`` continues from it (optimizer, EMA, RNG states, step, loss
     history). ``ema`` continues an existing EMA network instead of copying ``net``.
     ``sample_every`` calls ``sample_fn(ema, step)`` (or, if None, nothing is drawn) and
-    keeps ``(step, result)`` in ``TrainResult.samples``.
+    keeps ``(step, result)`` in ``TrainResult.samples`` (after the checkpoint of that step).
+    ``lr_schedule`` (:func:`lr_at`; a cosine decays over ``steps``, so a resume of a cosine
+    run cannot change ``steps``) and ``loss_weighting`` (``"min_snr"``: :func:`min_snr_weight`
+    with γ = ``min_snr_gamma``; ε-target only) shape the optimisation, see module docs.
 
     Under ``torchrun`` (a process group initialised, e.g. by
     :func:`diffusion_lab.distributed.setup`), ``batch_size`` is the global batch, split
@@ -192,6 +235,13 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     label_dropout = check_unit(label_dropout, "label_dropout")
     seed = check_seed(seed)
     target = check_choice(target, "target", TARGETS)
+    lr_schedule = check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+    loss_weighting = check_choice(loss_weighting, "loss_weighting", LOSS_WEIGHTINGS)
+    if loss_weighting == "min_snr":
+        if target != "eps":
+            raise ValueError(f"loss_weighting='min_snr' weights the ε-loss; target={target!r} "
+                             "takes loss_weighting='uniform'")
+        min_snr_gamma = check_positive(min_snr_gamma, "min_snr_gamma")
     t_min = sde.t_min if t_min is None else check_positive(t_min, "t_min")
     if not t_min < 1.0:
         raise ValueError(f"t_min must be < 1, got {t_min}")
@@ -206,7 +256,10 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
     ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     hyper = dict(seed=seed, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                  warmup=warmup, grad_clip=grad_clip, ema_decay=ema_decay, t_min=t_min,
-                 label_dropout=label_dropout if labels is not None else None)
+                 label_dropout=label_dropout if labels is not None else None,
+                 lr_schedule=lr_schedule, schedule_steps=steps if lr_schedule == "cosine" else None,
+                 loss_weighting=loss_weighting,
+                 min_snr_gamma=min_snr_gamma if loss_weighting == "min_snr" else None)
     # what defines the run (data fingerprinted): only needed when there is a checkpoint
     run = None if ckpt_dir is None else run_spec(sde, data, labels, null_class, target=target,
                                                  **hyper)
@@ -276,6 +329,7 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
         bar = tqdm(total=steps, initial=min(step, steps), desc="train", disable=not progress or not w.is_main)
         n = data.shape[0]
         running = None
+        ran = step < steps  # the loop's last step saves the final checkpoint
         while step < steps:
             idx = torch.randint(n, (batch_size,), generator=generator)
             t = t_min + (1.0 - t_min) * torch.rand(batch_size, generator=generator)
@@ -285,9 +339,11 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
             if labels is not None:  # the mask is drawn for the global batch, then sliced
                 y = drop_labels(labels[idx.to(device)], label_dropout, null_class, generator)[rows]
             for group in optimizer.param_groups:
-                group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
+                group["lr"] = lr_at(step, lr, warmup, lr_schedule, steps)
+            kw = {} if loss_weighting == "uniform" else \
+                {"weight": min_snr_weight(sde, t[rows], min_snr_gamma)}
             loss = LOSSES[target](model, sde, x0, t[rows],
-                                  noise[rows].to(device=device, dtype=data.dtype), y)
+                                  noise[rows].to(device=device, dtype=data.dtype), y, **kw)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
@@ -299,17 +355,18 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
             bar.update(1)
             due_sample = (bool(sample_every) and sample_fn is not None
                           and step % sample_every == 0 and w.is_main)
-            due_save = bool(checkpoint_every) and step % checkpoint_every == 0 and step < steps
+            due_save = ckpt_dir is not None and (step == steps or (
+                bool(checkpoint_every) and step % checkpoint_every == 0))
             if step % log_every == 0 or due_sample or due_save or step == steps:
                 running = flush(step, running)  # one GPU sync per log_every steps
                 bar.set_postfix(loss=f"{running:.4f}")
-            if due_sample:
-                samples.append((step, sample_fn(ema, step)))
             if due_save:
                 save(step, wall_before + time.perf_counter() - start)
+            if due_sample:
+                samples.append((step, sample_fn(ema, step)))
         bar.close()
         wall = wall_before + time.perf_counter() - start
-        if ckpt_dir is not None:
+        if ckpt_dir is not None and not ran:  # resumed at its last step: save it once more
             save(step, wall)
         net.train(was_training)
     return TrainResult(losses, step, ema, wall, samples, dict(info, device=str(device)))
