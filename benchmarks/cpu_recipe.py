@@ -9,8 +9,9 @@ channels-last memory, bfloat16 autocast, batch 32 or 128). Ratios to the bare lo
 comparable across machines; seconds are not. -> ``results/cpu_recipe_throughput.csv`` / png.
 
 ``quality``: the recipe run from scratch with fewer steps (the cosine decay then ends within the
-shorter budget, which is what a learner with less time would run), each through the command
-line exactly as a learner types it; each checkpoint is read by the bundled classifier
+shorter budget, which is what a learner with less time would run), and at 700 steps with one
+choice undone (uniform loss weighting, a constant lr, EMA decay 0.999), each through the
+command line exactly as a learner types it; each checkpoint is read by the bundled classifier
 (200 digits, classes in turn, guidance 3, 20 DPM-Solver steps: ``evaluation.recognisability``)
 and scored by FID in the bundled classifier's features (1,000 digits against the 4,500
 training digits; FID at n = 1,000 is biased upward, so compare rows with each other, not with
@@ -20,7 +21,7 @@ the n = 2,000 numbers of ``sampler_benchmark.csv``). Add the full recipe run (th
 Run both on an otherwise idle machine (wall time is what is measured):
 
     python benchmarks/cpu_recipe.py throughput
-    python benchmarks/cpu_recipe.py quality --steps 300 700 1200 --checkpoints data/checkpoints/mnist_cpu
+    python benchmarks/cpu_recipe.py quality --checkpoints data/checkpoints/mnist_cpu
 """
 
 from __future__ import annotations
@@ -135,11 +136,11 @@ def throughput(args) -> None:
     fig.savefig(RESULTS / "cpu_recipe_throughput.png", dpi=110)
 
 
-def run_recipe(steps: int, out: Path) -> float:
-    """``python -m diffusion_lab train --recipe cpu-mnist --steps S`` in a fresh process;
+def run_recipe(options: str, out: Path) -> float:
+    """``python -m diffusion_lab train --recipe cpu-mnist OPTIONS`` in a fresh process;
     returns the training wall time its checkpoint records."""
     cmd = [sys.executable, "-m", "diffusion_lab", "train", "--recipe", "cpu-mnist",
-           "--steps", str(steps), "--out", str(out), "--no-progress", "--no-evaluate"]
+           *options.split(), "--out", str(out), "--no-progress", "--no-evaluate"]
     subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads((out / "config.json").read_text())["training"]["wall_time"]
 
@@ -161,23 +162,33 @@ def score(checkpoint: Path, real: torch.Tensor) -> dict:
 
 
 def quality(args) -> None:
+    """Train every ``--runs`` variant first (the part that must have the machine to itself),
+    then score them all and the ``--checkpoints``."""
     real, _ = load_mnist("train", verbose=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for steps in args.steps:
-            out = Path(tmp) / f"steps_{steps}"
-            run_recipe(steps, out)
-            rows.append(dict(run=f"recipe --steps {steps}", **score(out, real)))
+        outs = []
+        for i, options in enumerate(args.runs):
+            outs.append((options, Path(tmp) / f"run_{i}"))
+            run_recipe(options, outs[-1][1])
+        for options, out in outs:
+            rows.append(dict(run=f"recipe {options}", **score(out, real)))
             print(rows[-1], flush=True)
     for ck in args.checkpoints:
-        rows.append(dict(run=str(Path(ck)), **score(Path(ck), real)))
+        rows.append(dict(run=f"recipe (bundled {Path(ck).name})", **score(Path(ck), real)))
         print(rows[-1], flush=True)
-    rows.sort(key=lambda r: r["wall_time_s"])
     _write(RESULTS / "cpu_recipe_quality.csv", rows)
-    plot_quality(rows)
+    plot_quality([r for r in rows if _is_curve(r["run"])])
+
+
+def _is_curve(run: str) -> bool:
+    """Rows of the time curve: the recipe with only --steps changed (others are ablations)."""
+    extra = run.split()[1:]
+    return extra[:1] == ["(bundled"] or (len(extra) == 2 and extra[0] == "--steps")
 
 
 def plot_quality(rows) -> None:
+    rows = sorted(rows, key=lambda r: r["wall_time_s"])
     minutes = [r["wall_time_s"] / 60 for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.plot(minutes, [r["confident_agree"] for r in rows], "o-", label="confident and requested class")
@@ -215,7 +226,10 @@ def main(argv=None) -> None:
     t.add_argument("--images", type=int, default=1280, help="images per measurement")
     t.add_argument("--repeats", type=int, default=3)
     q = sub.add_parser("quality")
-    q.add_argument("--steps", type=int, nargs="*", default=[300, 700, 1200])
+    q.add_argument("--runs", nargs="*", default=[
+        "--steps 300", "--steps 700", "--steps 1200", "--steps 700 --loss-weighting uniform",
+        "--steps 700 --lr-schedule constant", "--steps 700 --ema-decay 0.999"],
+        help="options added to the recipe, one string per run")
     q.add_argument("--checkpoints", nargs="*", default=[])
     args = p.parse_args(argv)
     throughput(args) if args.what == "throughput" else quality(args)

@@ -84,8 +84,8 @@ def test_health(client):
 def test_models_report_the_checkpoints_truthfully(client):
     body = client.get("/api/models").json()
     models = {m["name"]: m for m in body["models"]}
-    assert set(models) == {"mnist_cond", "colour_mnist", "toy_two_moons", "toy_swiss_roll",
-                           "toy_checkerboard", "toy_eight_gaussians"}
+    assert set(models) == {"mnist_cond", "mnist_cpu", "colour_mnist", "toy_two_moons",
+                           "toy_swiss_roll", "toy_checkerboard", "toy_eight_gaussians"}
     for name, m in models.items():
         config = json.loads((CHECKPOINTS / name / "config.json").read_text())
         assert m["data_shape"] == config["data"]["shape"]
