@@ -170,3 +170,22 @@ def test_each_process_trains_on_its_own_half(tmp_path):
         assert abs(a + b - full) < 1e-4
     assert ranks[0]["losses"] == ranks[1]["losses"]  # the global-batch loss on every rank
     assert max(abs(a - b) for a, b in zip(ranks[0]["losses"], one["losses"], strict=True)) < 1e-5
+
+
+@pytest.mark.slow
+def test_the_cpu_recipe_runs_unchanged_under_torchrun(tmp_path):
+    """``--recipe cpu-mnist`` (U-Net, cosine lr, min-SNR weights, progress grids, evaluation)
+    under torchrun equals the same recipe in one process, with one thread per process."""
+    recipe = ["--recipe", "cpu-mnist", "--steps", "3", "--batch-size", "8", "--threads", "1",
+              "--sample-every", "3", "--evaluate-samples", "10", "--card-samples", "2",
+              "--no-progress"]
+    _run([sys.executable, "-m", "diffusion_lab", "train", *recipe, "--out", str(tmp_path / "one")])
+    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node=2", "-m", "diffusion_lab", "train", *recipe,
+                 "--out", str(tmp_path / "two")])
+    diff = _max_diff(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    assert diff < TOL, f"2-process recipe weights differ from 1-process by {diff:.2e}"
+    assert proc.stdout.count("Recognisability") == 0 and proc.stdout.count("trained 3 steps") == 1
+    card = (tmp_path / "two" / "README.md").read_text()
+    assert "recipe: `cpu-mnist`" in card and "processes: 2" in card and "Recognisability" in card
+    assert (tmp_path / "two" / "progress" / "step_000003.png").is_file()
