@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from diffusion_lab.classifier import classifier_data, load_classifier  # noqa: E402
 from diffusion_lab.model import GenerativeModel  # noqa: E402
@@ -202,7 +203,7 @@ def plot(rows: list[dict], path: Path) -> None:
             if label == DEFAULT_METHOD:
                 continue  # drawn on the default's line: the same method at other steps
             same = [r for r in mine if r["label"] == label
-                    or r["label"].startswith(f"{label}_best_of_")
+                    or re.fullmatch(rf"{label}_best_of_\d+", r["label"])
                     or (label == "default" and r["label"] == DEFAULT_METHOD)]
             pts = sorted((int(r["nfe"]), float(r["accuracy"]), float(r["se"])) for r in same)
             if not pts:
@@ -218,7 +219,10 @@ def plot(rows: list[dict], path: Path) -> None:
                 cost, acc_t, se_t = zip(*timed, strict=True)
                 ax_cost.errorbar(cost, acc_t, yerr=se_t, marker="o", capsize=3, label=name,
                                  color=colours[label], lw=2 if label == "default" else 1.3)
-        nfes = sorted({int(r["nfe"]) for r in mine if int(r["nfe"]) > 0})
+        nfes = []
+        for v in sorted({int(r["nfe"]) for r in mine if int(r["nfe"]) > 0}):
+            if not nfes or v > 1.12 * nfes[-1]:  # labels that do not overlap on the log axis
+                nfes.append(v)
         ax_nfe.set_xscale("log")
         ax_nfe.set_xticks(nfes, [str(v) for v in nfes])
         ax_nfe.minorticks_off()
@@ -233,8 +237,12 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.grid(alpha=0.3, which="both")
         ax_nfe.set_xlabel("network calls per image (NFE)")
         ax_cost.set_xscale("log")
+        costs = [float(r["fwd_equiv"]) for r in mine if r.get("fwd_equiv") not in (None, "")]
+        if costs:
+            ax_cost.set_xticks([v for v in (10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000)
+                                if min(costs) / 1.5 <= v <= max(costs) * 1.5])
         ax_cost.xaxis.set_major_formatter(ScalarFormatter())
-        ax_cost.xaxis.set_minor_formatter(ScalarFormatter())
+        ax_cost.xaxis.set_minor_formatter(NullFormatter())
         ax_cost.set_xlabel("cost per image in bare forward passes (measured)")
         n = mine[0]["n"]
         ax_nfe.set_title(f"{kind} mask: accuracy vs NFE (n = {n}, ±1 SE)")

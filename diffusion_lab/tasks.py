@@ -37,9 +37,10 @@ r − 1 times; supported for the one-step samplers ``ancestral``, ``ddim`` and `
 and their combination with time travel correct the denoised estimate instead of the state;
 :func:`inpaint` chooses among all of them by ``method``; its default for a class-conditional
 model completes the digit once per class and keeps the class the model itself finds most
-consistent with the known pixels (:mod:`diffusion_lab.class_inpainting`), the best accuracy
-measured by ``benchmarks/inpainting.py``; without classes, the most consistent of 6
-projection completions.
+consistent with the known pixels (:mod:`diffusion_lab.class_inpainting`; the highest accuracy
+``benchmarks/inpainting.py`` measured, 0.855 at 150 NFE, though DPS + projection's 0.83 at 20
+NFE with backward passes is within one s.e. at a sixth of the cost); without classes, the most
+consistent of 6 projection completions.
 
 **Classifier-free guidance**: ε̃ = ε(x, t, ∅) + w [ε(x, t, y) − ε(x, t, ∅)], so w = 1 is the
 conditional model and w = 0 the unconditional one. **Interpolation**: :func:`slerp` of prior
