@@ -39,7 +39,7 @@ and their combination with time travel correct the denoised estimate instead of 
 model completes the digit once per class and keeps the class the model itself finds most
 consistent with the known pixels (:mod:`diffusion_lab.class_inpainting`; the highest accuracy
 ``benchmarks/inpainting.py`` measured, 0.855 at 150 NFE, though DPS + projection's 0.83 at 20
-NFE with backward passes is within one s.e. at a sixth of the cost); without classes, the most
+NFE with backward passes is within one s.e. at about 15 % of the cost); without classes, the most
 consistent of 6 projection completions.
 
 **Classifier-free guidance**: ε̃ = ε(x, t, ∅) + w [ε(x, t, y) − ε(x, t, ∅)], so w = 1 is the

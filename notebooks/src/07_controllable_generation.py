@@ -266,9 +266,9 @@ display(Image(filename=str(RESULTS / "inpainting.png"), width=900))
 # saturated near 82 % after 3 candidates; choosing the *class* is what moved it. Among single
 # completions (20 steps, or RePaint's 46 calls) the gradient methods do best: DPS + projection
 # reads 83 % at 20 calls *with* 20 backward passes (≈ 30 forward passes measured), within about one
-# standard error of the default at a sixth of its cost — the default is the only method measured
+# standard error of the default at about 15 % of its cost — the default is the only method measured
 # at or above 85 %, not a clear winner per unit of cost (DPS candidates per class are the obvious
-# next experiment). RePaint (72 %) and the plain projection (62 %) stay far below.
+# next experiment). RePaint (71.5 %) and the plain projection (62.5 %) stay far below.
 
 # %%
 acc_default, nfe_default = float(default_row["accuracy"]), int(default_row["nfe"])
