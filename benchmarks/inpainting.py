@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from diffusion_lab.classifier import classifier_data, load_classifier  # noqa: E402
 from diffusion_lab.model import GenerativeModel  # noqa: E402
@@ -52,7 +53,8 @@ FIELDS = ["mask", "method", "label", "steps", "nfe", "grad_nfe", "n", "accuracy"
 DEFAULT_METHOD = DEFAULT_INPAINT_METHOD
 DEFAULT_STEPS = default_inpaint_steps()
 # label -> (inpaint options, grid steps); {} = the package default. NFE = steps, except
-# RePaint r = 5, jump 1: 5·steps − 4, and the default (its docstring: candidates · (steps + 3)).
+# RePaint r = 5, jump 1: 5·steps − 4, projection_best_of: candidates · (steps + 4), and the
+# default projection_by_class: classes · (steps + 5) (their docstrings).
 # One budget per method: the shared 2-core machine allows no more at n = 200.
 METHODS = {
     "replacement": ({"method": "replacement"}, (20,)),
@@ -60,6 +62,8 @@ METHODS = {
     "projection": ({"method": "projection", "eta": 0.5}, (20,)),
     "dps": ({"method": "dps"}, (20,)),
     "dps_projection": ({"method": "dps_projection", "zeta": 0.5, "eta": 0.5}, (20,)),
+    "projection_best_of": ({"method": "projection_best_of"}, (10,)),  # the default until then
+    "projection_by_class": ({"method": "projection_by_class"}, (5,)),  # the default, cheaper
     "default": ({}, (DEFAULT_STEPS,)),
 }
 
@@ -171,8 +175,11 @@ class Bench:
         method = opts.get("method", DEFAULT_METHOD)
         extra = {k: v for k, v in opts.items() if k not in ("method", "trace")}
         if not extra:  # the package default: record the settings it ran with
-            extra = {k: info[k] for k in ("candidates", "zeta", "eta", "resample_steps")
-                     if k in info}
+            extra = {k: info[k] for k in ("classes", "candidates", "times", "zeta", "eta",
+                                          "resample_steps") if k in info}
+            if "chosen" in info:  # the model's own class decision vs the true label
+                extra["chosen_class_is_label"] = round(
+                    float((info["chosen"].cpu() == self.y).double().mean()), 4)
         self.add(kind, label, out, method=method, steps=steps, nfe=info["nfe"],
                  grad_nfe=info.get("grad_nfe", 0), sec_per_image=sec / self.args.n,
                  fwd_equiv=sec / self.fwd, options=";".join(f"{k}={v}" for k, v in extra.items()))
@@ -187,18 +194,22 @@ def plot(rows: list[dict], path: Path) -> None:
     masks = sorted({r["mask"] for r in rows}, key=lambda m: m != "bottom")
     fig, axes = plt.subplots(len(masks), 2, figsize=(12, 4.6 * len(masks)), squeeze=False)
     colours = dict(zip(METHODS, ["tab:gray", "tab:orange", "tab:blue", "tab:green",
-                                 "tab:purple", "tab:red"], strict=True))
+                                 "tab:purple", "tab:brown", "tab:pink", "tab:red"],
+                       strict=True))
     for (ax_nfe, ax_cost), kind in zip(axes, masks, strict=True):
         mine = [r for r in rows if r["mask"] == kind]
         refs = {r["label"]: float(r["accuracy"]) for r in mine if r["method"] == "reference"}
         for label in METHODS:
+            if label == DEFAULT_METHOD:
+                continue  # drawn on the default's line: the same method at other steps
             same = [r for r in mine if r["label"] == label
-                    or (label == "default" and r["label"].startswith("default_best_of_"))]
+                    or re.fullmatch(rf"{label}_best_of_\d+", r["label"])
+                    or (label == "default" and r["label"] == DEFAULT_METHOD)]
             pts = sorted((int(r["nfe"]), float(r["accuracy"]), float(r["se"])) for r in same)
             if not pts:
                 continue
-            name = (f"default ({DEFAULT_METHOD}), best of 1..K" if label == "default"
-                    else label)
+            name = {"default": f"default ({DEFAULT_METHOD}, 5 and {DEFAULT_STEPS} steps)",
+                    "projection_best_of": "projection_best_of (best of 1..K)"}.get(label, label)
             nfe, acc, se = zip(*pts, strict=True)
             ax_nfe.errorbar(nfe, acc, yerr=se, marker="o", capsize=3, label=name,
                             color=colours[label], lw=2 if label == "default" else 1.3)
@@ -208,7 +219,10 @@ def plot(rows: list[dict], path: Path) -> None:
                 cost, acc_t, se_t = zip(*timed, strict=True)
                 ax_cost.errorbar(cost, acc_t, yerr=se_t, marker="o", capsize=3, label=name,
                                  color=colours[label], lw=2 if label == "default" else 1.3)
-        nfes = sorted({int(r["nfe"]) for r in mine if int(r["nfe"]) > 0})
+        nfes = []
+        for v in sorted({int(r["nfe"]) for r in mine if int(r["nfe"]) > 0}):
+            if not nfes or v > 1.12 * nfes[-1]:  # labels that do not overlap on the log axis
+                nfes.append(v)
         ax_nfe.set_xscale("log")
         ax_nfe.set_xticks(nfes, [str(v) for v in nfes])
         ax_nfe.minorticks_off()
@@ -223,8 +237,12 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.grid(alpha=0.3, which="both")
         ax_nfe.set_xlabel("network calls per image (NFE)")
         ax_cost.set_xscale("log")
+        costs = [float(r["fwd_equiv"]) for r in mine if r.get("fwd_equiv") not in (None, "")]
+        if costs:
+            ax_cost.set_xticks([v for v in (10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000)
+                                if min(costs) / 1.5 <= v <= max(costs) * 1.5])
         ax_cost.xaxis.set_major_formatter(ScalarFormatter())
-        ax_cost.xaxis.set_minor_formatter(ScalarFormatter())
+        ax_cost.xaxis.set_minor_formatter(NullFormatter())
         ax_cost.set_xlabel("cost per image in bare forward passes (measured)")
         n = mine[0]["n"]
         ax_nfe.set_title(f"{kind} mask: accuracy vs NFE (n = {n}, ±1 SE)")
@@ -236,6 +254,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def save_grid(grids: dict, path: Path) -> None:
+    grids = {kind: g for kind, g in grids.items() if len(g) == 3}  # the default ran
     rows = [g for kind in grids for g in grids[kind]]
     if not rows:
         return

@@ -304,7 +304,9 @@ def best_of_consistent(eps_model, sde: SDE, constraint: Constraint, *, steps: in
 def projection_best_of(eps_model, sde: SDE, constraint: Constraint, *, steps: int = 10,
                        candidates: int = 6, eta: float = 0.5, times=(0.1, 0.3, 0.5, 0.7),
                        **kwargs) -> Tensor:
-    r"""The package's default inpainting: the most consistent (:func:`consistency_score`) of
+    r"""The package's default inpainting for a model without classes (the default until a
+    class-conditional one, :func:`diffusion_lab.class_inpainting.projection_by_class`, beat it):
+    the most consistent (:func:`consistency_score`) of
     ``candidates`` completions by the x̂_0-projection (:func:`ddnm`, η = 0.5, no gradient).
     Defaults (chosen on test digits 200–300, reported on 0–200): K = 6 candidates of 10
     steps, scored at τ = 0.1, 0.3, 0.5, 0.7: NFE = 6 · (10 + 4) = 84 forward passes, no
@@ -319,10 +321,10 @@ def projection_best_of(eps_model, sde: SDE, constraint: Constraint, *, steps: in
         replacement (ancestral, 20 steps)    20    0.57
         x̂_0-projection, 1 candidate (10)     14    0.65
         best of 2 / 3 / 4 / 5 (same run)     28…   0.74 / 0.835 / 0.83 / 0.825
-        best of 6 (this default)             84    0.81
+        best of 6 (these defaults)           84    0.81
         nearest training digit pasted         0    0.88   (4,500 candidates, non-parametric)
 
-    The issue's target, 0.85, is *not* reached: the choice saturates near 0.82 after 3
+    With this choice the issue's target, 0.85, is *not* reached: it saturates near 0.82 after 3
     candidates (on the tuning digits 200–300 best-of-4 read 0.85; n = 100)."""
     if "zeta" in kwargs or "project" in kwargs:
         raise TypeError("projection_best_of takes no zeta/project; use dps_projection_best_of")

@@ -251,8 +251,11 @@ class GenerativeModel:
         (``None``: its defaults; ``kwargs`` go there: ``sampler``, ``eta``, ``zeta``,
         ``resample_steps``, ``jump``, ``grid``, ``info``, …).
 
-        The default (``tasks.DEFAULT_INPAINT_METHOD``), the most consistent of 6 completions
-        by the x̂_0-projection (:func:`diffusion_lab.inpainting.projection_best_of`), is
+        The default (``method=None``: :func:`diffusion_lab.tasks.default_inpaint_method`):
+        for a class-conditional model without ``labels``, one completion per class and the
+        class of smallest known-pixel denoising error kept
+        (:func:`diffusion_lab.class_inpainting.projection_by_class`, 150 NFE); otherwise the
+        most consistent of 6 projection completions (``"projection_best_of"``, 84 NFE); both
         measured by ``benchmarks/inpainting.py``; ``"replacement"`` / ``"repaint"``
         remain (a sampler name as ``method`` means replacement with it). ``clip`` clamps
         generated pixels to [-1, 1] (the known ones already are; images only, so the same
@@ -261,8 +264,15 @@ class GenerativeModel:
 
         x = self._images(x, "x")
         net, eps_model, y = self._conditioning(x.shape[0], labels, guidance)
-        if method is not None:
-            kwargs["method"] = method
+        if method is None:  # by class when the class is unknown and the model has classes
+            method = tasks.default_inpaint_method(self.num_classes if labels is None else None)
+        if method == "projection_by_class":
+            if self.num_classes is None or labels is not None or guidance is not None:
+                raise ValueError("method='projection_by_class' needs a class-conditional model "
+                                 "and chooses the class itself (labels/guidance must be None), "
+                                 f"got num_classes={self.num_classes}, labels={labels!r}")
+            kwargs["num_classes"], eps_model, y = self.num_classes, net, None
+        kwargs["method"] = method
         if steps is not None:
             kwargs["steps"] = steps
         was_training = net.training

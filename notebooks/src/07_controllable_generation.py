@@ -20,8 +20,8 @@
 # sample it with the *unconditional* network we already have — exactly where we can, and how
 # far off the cheap recipes are where we cannot.
 #
-# **What to expect.** The default run is small: ≈ 200 network calls on at most 20 images (sections
-# 2–4, the bundled MNIST and colour models) plus cheap exact-oracle runs on a 2-D Gaussian; most of
+# **What to expect.** The default run is small: ≈ 350 network calls on at most 20 images (sections
+# 2–4, the bundled MNIST and colour models) plus cheap exact-oracle runs on 2-D Gaussians; most of
 # its time is the inpainting of section 2, and on a shared, busy machine it is several times slower
 # than on an idle one (the stored run's duration is in the notebook's metadata). Good
 # output: every check prints `ok`; in section 1 replacement's conditional mean sits far below
@@ -39,6 +39,8 @@
 # 3. derive the alternatives that act on $\hat x_0$ — RePaint resampling, **x̂₀-projection**
 #    (DDNM's null-space step) and **diffusion posterior sampling** (DPS, Chung et al. 2023) — and
 #    compare their accuracy against their cost on MNIST;
+#    and complete a digit once *as each class*, letting the diffusion model itself choose the class
+#    from its denoising errors on the known half (a "diffusion classifier");
 # 4. see colorization and super-resolution as the same constraint in another orthonormal basis;
 # 5. derive classifier-free guidance $\tilde\varepsilon=\varepsilon_\varnothing+w(\varepsilon_y-\varepsilon_\varnothing)$,
 #    say what $w=0$, $1$, $>1$ mean, and read the accuracy–diversity trade-off of a $w$ sweep.
@@ -48,6 +50,7 @@
 #
 # Package pieces: `diffusion_lab.tasks` (`inpaint`, `colorize`, `super_resolve`, the constraints,
 # `classifier_free_guidance`), `diffusion_lab.inpainting` (the x̂₀ methods),
+# `diffusion_lab.class_inpainting` (the default: completion by class),
 # `GenerativeModel.inpaint / colorize / super_resolve / generate(labels=, guidance=)`,
 # `diffusion_lab.oracles.GaussianOracle`, `diffusion_lab.classifier`, `diffusion_lab.distances`,
 # `diffusion_lab.widgets`.
@@ -80,14 +83,15 @@ import torch
 from IPython.display import Image, display
 
 import diffusion_lab
-from diffusion_lab import inpainting, tasks
+from diffusion_lab import class_inpainting, inpainting, tasks
 from diffusion_lab.classifier import classifier_data, load_classifier
 from diffusion_lab.data import LUMA_WEIGHTS, load_colour_mnist
 from diffusion_lab.distances import SmallSampleWarning, precision_recall
 from diffusion_lab.metrics import ClassifierFeatures
 from diffusion_lab.model import GenerativeModel
-from diffusion_lab.oracles import GaussianOracle
+from diffusion_lab.oracles import GaussianMixtureOracle, GaussianOracle
 from diffusion_lab.sde import VPSDE
+from diffusion_lab.timegrid import coefficients
 from diffusion_lab.viz import image_grid
 from diffusion_lab.widgets import TrajectoryRecorder
 
@@ -219,8 +223,10 @@ assert abs(rows_2d["RePaint, r = 5"][0] - exact_mean) < exact_mean - rep[0]  # R
 #
 # ## 2 · Inpainting MNIST digits with the bundled model
 #
-# The bundled model (`data/checkpoints/mnist_cond`) is class-conditional, but here it is used
-# **unconditionally** (the null label): it is never told the digit. Each held-out digit (the
+# The bundled model (`data/checkpoints/mnist_cond`) is class-conditional, but it is **never told
+# the digit**: the baselines use the null label (the unconditional model), and the default
+# completes the digit once as each class and lets the *diffusion model* pick the class (below;
+# the classifier that grades never chooses anything). Each held-out digit (the
 # offline test split) loses its bottom half; a method completes it; the bundled classifier reads
 # the result. Accuracy = how often it reads the original label. References: the original digit,
 # the erased half left as background, and the training digit whose top half is nearest pasted in.
@@ -229,11 +235,11 @@ assert abs(rows_2d["RePaint, r = 5"][0] - exact_mean) < exact_mean - rep[0]  # R
 
 # %%
 bench = read_csv("inpainting.csv")
-print(f"{'row':<16} {'method':<24} {'steps':>5} {'NFE':>5} {'grad NFE':>8} {'accuracy':>9} "
+print(f"{'row':<29} {'method':<20} {'steps':>5} {'NFE':>5} {'grad NFE':>8} {'accuracy':>9} "
       f"{'± s.e.':>7} {'cost (fwd)':>10}")
 for r in bench:
     cost = f"{float(r['fwd_equiv']):10.1f}" if r["fwd_equiv"] else f"{'':>10}"
-    print(f"{r['label']:<16} {r['method']:<24} {r['steps'] or '':>5} {r['nfe']:>5} "
+    print(f"{r['label']:<29} {r['method']:<20} {r['steps'] or '':>5} {r['nfe']:>5} "
           f"{r['grad_nfe'] or '':>8} {float(r['accuracy']):9.3f} {float(r['se']):7.3f} {cost}")
 default_row = next(r for r in bench if r["label"] == "default")
 
@@ -247,25 +253,101 @@ display(Image(filename=str(RESULTS / "inpainting.png"), width=900))
 
 # %% [markdown]
 # "cost (fwd)" is the measured wall time over one bare forward pass at the same batch, in the same
-# run. The package default, `tasks.DEFAULT_INPAINT_METHOD`, is the row `default` (its docstring in
-# `diffusion_lab.inpainting` states its settings and cost); the rows `default_best_of_j` are the
-# best of its first j candidates, from the same run — the accuracy-vs-NFE curve of the choice.
-# The issue's target was 85 %; the default reaches about 81 % at 84 NFE (next cell), far above
-# replacement and the erased digit, below pasting the nearest training digit (a search over 4,500
-# stored digits, not a generative model). The choice saturates after about 3 candidates.
-# (DPS and RePaint rows are not in this committed table: on the shared 2-core machine a DPS step,
-# with its backward pass, was too slow to measure at n = 200 in time; section 1 compares them
-# exactly on the Gaussian.)
+# run. The package default, `tasks.DEFAULT_INPAINT_METHOD` = `projection_by_class`, is the row
+# `default` (10 steps); the row `projection_by_class` is the same method at 5 steps (100 NFE),
+# which read slightly *more* digits correctly here — within one standard error, and on the tuning
+# digits it was the other way round, so the default keeps the setting chosen there. The rows
+# `projection_best_of*` are the previous default (the most consistent of $K$ unconditional
+# completions; `_best_of_j` = the best of its first j candidates, from the same run).
+# The issue's target was 85 %; the default reaches it, just: 85.5 % ± 2.5 % at 150 NFE, no backward
+# pass (next cell; its settings were chosen on other held-out digits, 200–400). That is far above
+# replacement and the erased digit and level with pasting the nearest training digit (a search
+# over 4,500 stored digits, not a generative model). Choosing among unconditional completions
+# saturated near 82 % after 3 candidates; choosing the *class* is what moved it. Among single
+# completions (20 steps, or RePaint's 46 calls) the gradient methods do best: DPS + projection
+# reads 83 % at 20 calls *with* 20 backward passes (≈ 30 forward passes measured), within about one
+# standard error of the default at about 15 % of its cost — the default is the only method measured
+# at or above 85 %, not a clear winner per unit of cost (DPS candidates per class are the obvious
+# next experiment). RePaint (71.5 %) and the plain projection (62.5 %) stay far below.
 
 # %%
 acc_default, nfe_default = float(default_row["accuracy"]), int(default_row["nfe"])
-assert 0.75 < acc_default < 0.85 and nfe_default == 84
-assert acc_default > bench_acc_of("replacement") + 0.15 > bench_acc_of("erased") + 0.15
-print(f"default {default_row['method']}: {acc_default:.0%} at {nfe_default} NFE "
-      f"(replacement {bench_acc_of('replacement'):.0%}, erased {bench_acc_of('erased'):.0%}, "
-      f"nearest training digit {bench_acc_of('nearest_train'):.0%}; target 85 % not reached)")
+assert acc_default >= 0.85 and nfe_default == 150 and default_row["grad_nfe"] == "0"
+assert acc_default > bench_acc_of("projection_best_of") > bench_acc_of("replacement") + 0.15
+assert bench_acc_of("replacement") > bench_acc_of("erased") + 0.1
+acc_5 = bench_acc_of("projection_by_class")  # the same method at 5 steps: within 1 s.e.
+assert abs(acc_5 - acc_default) < float(default_row["se"])
+assert abs(bench_acc_of("dps_projection") - acc_default) < 1.2 * float(default_row["se"])
+assert bench_acc_of("dps_projection") > bench_acc_of("dps") > bench_acc_of("repaint_r5")
+assert bench_acc_of("repaint_r5") > bench_acc_of("projection") > bench_acc_of("replacement")
+print(f"default {default_row['method']}: {acc_default:.1%} ± {float(default_row['se']):.1%} at "
+      f"{nfe_default} NFE (previous default projection_best_of "
+      f"{bench_acc_of('projection_best_of'):.0%} at 84, replacement "
+      f"{bench_acc_of('replacement'):.0%}, erased {bench_acc_of('erased'):.0%}, nearest training "
+      f"digit {bench_acc_of('nearest_train'):.0%}); target 85 % reached; at 5 steps (100 NFE) "
+      f"{acc_5:.1%}")
+
+# %% [markdown]
+# **The default: complete as each class, let the model choose the class.** A class-conditional
+# model can complete the top half *as a 0, as a 1, …, as a 9*: $x^{(c)}$ = the x̂₀-projection run
+# with label $c$ (10 steps, every class from the same random numbers). What remains is to decide
+# which class the known half belongs to — a classification, and the diffusion model can do it
+# itself (Li et al. 2023, "Your diffusion model is secretly a zero-shot classifier"): the
+# ε-prediction loss of $p(x\mid c)$ is, up to weights, the bound on $-\log p(x\mid c)$, so the class
+# whose model denoises the data best is the likely one. We keep only the loss on the **known**
+# pixels,
+# $$E_c=\sum_{\tau}\big\lVert A\big(z_\tau-\hat\varepsilon(m_\tau x^{(c)}+\sigma_\tau z_\tau,\tau,c)\big)\big\rVert^2,\qquad c^*=\arg\min_c E_c,$$
+# with one noise $z_\tau$ per digit and time, shared by all classes (common random numbers), at
+# $\tau\in\{0.2,\dots,0.6\}$; output $x^{(c^*)}$. The error on the generated half is left out: it
+# rewards *simple* completions (a thin stroke is cheap to denoise), not ones that belong to $k$ —
+# on the tuning digits adding it chose clearly worse; small τ are left out
+# because there the error is mostly noise no label explains. Since $k-A\hat x_0=(\sigma_\tau/m_\tau)A(\hat\varepsilon-z_\tau)$,
+# $E_c$ is the known-pixel consistency of the previous default, SNR-weighted, under class $c$.
+# Cost: $10\cdot(10+5)=150$ network calls. Like every selection it is not a posterior sample: a MAP
+# choice of the class, then one sample given it.
 #
-# **The default, and what it gives up.** `projection_best_of` draws $K=6$ completions by the
+# Check it where everything is exact: a 2-D mixture of three labelled Gaussians (`GaussianMixtureOracle`),
+# $a$ generated, $b$ known. For Gaussian class data, $z-\hat\varepsilon=(I-\sigma^2V^{-1})z-\sigma mV^{-1}(x-\mu)$ with
+# $V=m^2\Sigma+\sigma^2I$, so $\mathbb E_z E_c=\lVert A\sigma mV^{-1}(x-\mu_c)\rVert^2+[(I-\sigma^2V^{-1})^2]_{bb}$ per τ; and the
+# chosen class should be the one of largest exact posterior $p(c\mid b)\propto\mathcal N(b;\mu_{c,b},\Sigma_{bb})$:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+means3 = torch.tensor([[-1.0, -0.6], [1.0, 0.6], [0.0, 2.0]], dtype=torch.float64)
+cov3 = torch.tensor([[0.3, 0.15], [0.15, 0.2]], dtype=torch.float64)
+mix = GaussianMixtureOracle(sde, means3, cov3.expand(3, 2, 2).clone(), labels=[0, 1, 2])
+n_mc, tau = 40_000, 0.4
+x_pt = torch.tensor([[0.3, 0.5]], dtype=torch.float64).expand(n_mc, 2)
+con_pt = tasks.inpainting_constraint(x_pt, mask2)
+z_mc = torch.randn(1, n_mc, 2, generator=seeded(30), dtype=torch.float64)
+co_t = coefficients(sde, tau)
+m_t, s_t = co_t.m, co_t.sigma
+for c in range(2):
+    E_mc = class_inpainting.known_denoising_error(mix, sde, con_pt, x_pt, z_mc, times=(tau,),
+                                                  y=torch.full((n_mc,), c))
+    Vi = torch.linalg.inv(m_t**2 * cov3 + s_t**2 * torch.eye(2, dtype=torch.float64))
+    R = torch.eye(2, dtype=torch.float64) - s_t**2 * Vi
+    closed = (s_t * m_t * Vi @ (x_pt[0] - means3[c]))[1] ** 2 + (R @ R)[1, 1]
+    assert abs(E_mc.mean() - closed) < 4 * E_mc.std() / math.sqrt(n_mc)
+print("E_c: Monte Carlo mean = closed form for two classes  ok")
+x_mix, lab_mix = mix.sample(400, generator=seeded(31), return_labels=True)
+info = {}
+class_inpainting.projection_by_class(mix, sde, tasks.inpainting_constraint(x_mix, mask2),
+                                     num_classes=3, steps=8, generator=seeded(32), info=info)
+post = torch.softmax(torch.stack([-0.5 * (x_mix[:, 1] - means3[c, 1]) ** 2 / cov3[1, 1]
+                                  for c in range(3)], 1), 1)
+sure = post.max(1).values > 0.9
+agree = (info["chosen"] == post.argmax(1))[sure].double().mean().item()
+assert sure.sum() > 150 and agree > 0.95 and info["nfe"] == 3 * (8 + 5)
+print(f"where p(c | b) > 0.9 the chosen class is its argmax in {agree:.0%} of cases  ok")
+
+# %% [markdown]
+# The decision follows the exact posterior of the class given the known coordinate: where that
+# posterior is confident (> 0.9), the denoising errors of the class models pick the same class —
+# without ever computing $p(c\mid b)$, from the ε-predictions alone.
+#
+# **The previous default, and what a selection gives up.** `projection_best_of` (still the default
+# for a model without classes) draws $K=6$ completions by the
 # x̂₀-projection (10 steps each) and keeps, per digit, the one the model itself finds most
 # consistent with the known half: re-noise the completion to $\tau\in\{0.1, 0.3, 0.5, 0.7\}$ (one
 # shared noise draw per digit, so candidates are compared on equal terms), denoise once, and add up
@@ -300,7 +382,8 @@ assert a_sel.mean() - exact_mean > 0.2  # … and pushes it past the exact mean
 # %% [markdown]
 # Now a small live run on the first `N_DIGITS` of the same held-out digits: the erased reference,
 # replacement, and the default, with the known pixels checked bit-exact. The accuracy must agree
-# with the benchmark's within the sampling error of `N_DIGITS` digits.
+# with the benchmark's within the sampling error of `N_DIGITS` digits; the default also reports
+# the class the model chose for each digit.
 
 # %%
 model = GenerativeModel.load(ROOT / "data" / "checkpoints" / "mnist_cond")
@@ -323,6 +406,8 @@ for name, opts in {"replacement": dict(method="replacement", steps=20), "default
     start = time.perf_counter()
     out = model.inpaint(known, hole, seed=SEED, info=info, **opts)
     live[name] = (out, info["nfe"], time.perf_counter() - start)
+    if name == "default":
+        chosen = info["chosen"]
     keep = hole.expand_as(out) == 0
     assert torch.equal(out[keep], known[keep])  # known pixels bit-exact
 bench_acc = {r["label"]: float(r["accuracy"]) for r in bench}
@@ -334,6 +419,7 @@ for name, (out, nfe, sec) in live.items():
     assert abs(acc - ref) <= tol, (name, acc, ref, tol)
     print(f"{name:<12} {nfe:4d} {acc:16.3f} {ref:20.3f} {sec:6.1f}s")
 print(f"live accuracies agree with the benchmark within 3 s.e. of n = {N_DIGITS}  ok")
+print(f"classes the model chose: {chosen.tolist()}\ntrue labels:             {y_in.tolist()}")
 
 # %%
 n_show = min(N_DIGITS, 12)
@@ -509,10 +595,13 @@ player.show(animate=False, n_static=5)
 #   known part of $\hat x_0$ and re-noises with the network's own ε̂ — near-exact on the Gaussian at one
 #   call per step; **DPS** moves the free part along $-\nabla\lVert k-A\hat x_0\rVert^2$ (a backward pass),
 #   a steering heuristic whose step does not adapt (it overshoots on the Gaussian).
-# - On MNIST (200 held-out digits, bottom half, unconditional model) the package default — the most
-#   self-consistent of 6 x̂₀-projection completions, 84 NFE — is read as the original digit about 81 %
-#   of the time (replacement 57 %, the erased digit 43 %); the 85 % target is not reached. The
-#   selection trades posterior fidelity (a narrower, shifted law on the Gaussian) for agreement.
+# - On MNIST (200 held-out digits, bottom half, the model never told the digit) the package
+#   default — one x̂₀-projection completion per class, the class chosen by the model's own
+#   known-pixel denoising error (a diffusion classifier), 150 NFE — is read as the original digit
+#   85.5 % ± 2.5 % of the time (the target 85 % is reached, just); the best of 6 unconditional
+#   completions (84 NFE) 81 %, replacement 57 %, the erased digit 43 %. Both defaults are
+#   selections: they trade posterior fidelity (a narrower, shifted law on the Gaussian) for
+#   agreement.
 # - Colorization and super-resolution are the same constraint after an orthonormal change of basis
 #   (luma/chroma; block mean/detail); the observation is kept to float precision.
 # - Classifier-free guidance $\tilde\varepsilon=\varepsilon_\varnothing+w(\varepsilon_y-\varepsilon_\varnothing)$ samples $p(x)p(y\mid x)^w$: $w=0$
