@@ -36,6 +36,7 @@ from diffusion_lab.classifier import DEFAULT_CLASSIFIER_PATH, load_classifier
 from diffusion_lab.data import load_mnist
 from diffusion_lab.metrics import ClassifierFeatures, PrecomputedFeatures, fid
 from diffusion_lab.model import GenerativeModel
+from diffusion_lab.restart import restart
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "data" / "checkpoints" / "mnist_cond"
@@ -45,7 +46,10 @@ TARGET_FACTOR = 1.3
 #: rows of sampler_benchmark.csv (same network, seed, n, features; a GPU run) shown for context
 BENCH_VARIANTS = {"dpm_solver": "dpm2m uniform", "dpm_solver_logsnr": "dpm2m logsnr",
                   "ddim": "ddim", "ancestral": "ancestral"}
-FIELDS = ["family", "config", "method", "nfe", "steps", "n", "fid", "seconds"]
+FIELDS = ["family", "config", "method", "nfe", "steps", "n", "seed", "role", "fid", "seconds"]
+#: "report": n = 2000, seed 0 like the reference; "tuning": another seed and a smaller n, used only
+#: to choose configurations (compare tuning rows only with each other, at equal n and seed)
+ROLES = ("report", "tuning")
 
 
 def _steps_single(nfe, denoise):  # one network call per step (+1 for the x̂_0 step)
@@ -56,6 +60,20 @@ def _steps_heun(nfe, denoise):  # EDM: NFE = 2N − 1 (+1); None where no N give
     if (nfe % 2 == 1) == denoise:
         return None
     return nfe // 2 if denoise else (nfe + 1) // 2
+
+
+def _steps_restart(nfe, denoise, restarts, restart_steps):  # NFE = N + K·N_r (+1)
+    steps = nfe - restarts * restart_steps - int(denoise)
+    return steps if steps >= 2 else None
+
+
+def _restart_rule(restarts, restart_steps):
+    return lambda nfe, denoise: _steps_restart(nfe, denoise, restarts, restart_steps)
+
+
+def _restart(t_lo, t_hi, k, rs, **extra):
+    return ("restart", _restart_rule(k, rs),
+            {"t_restart": (t_lo, t_hi), "restarts": k, "restart_steps": rs, **extra})
 
 
 # name: (method, steps rule, options); "denoise" in options adds the final x̂_0 call
@@ -80,6 +98,22 @@ CONFIGS = {
     # diffusers' default end: the last network call at t = 0.1 (k = 100), then x̂_0 there
     "dpm2m_end01": ("dpm_solver", _steps_single, {"grid": "uniform", "t_end": 0.1,
                                                    "denoise": True}),
+    # stochastic candidates for the few-step target (tuned on seed 1, n = 500)
+    "sde2m_end01": ("dpm_solver", _steps_single, {"eta": 1.0, "grid": "uniform", "t_end": 0.1,
+                                                   "denoise": True}),
+    "sde2m_eta05_denoise": ("dpm_solver", _steps_single, {"eta": 0.5, "denoise": True}),
+    "sde2m_eta05_karras_denoise": ("dpm_solver", _steps_single,
+                                   {"eta": 0.5, "grid": "karras", "denoise": True}),
+    "edm_churn5_denoise": ("edm", _steps_heun, {"grid": "karras", "s_churn": 1.0,
+                                                "denoise": True}),
+    "ancestral_logsnr_denoise": ("ancestral", _steps_single, {"grid": "logsnr", "denoise": True}),
+    "ddim_eta05_logsnr_denoise": ("ddim", _steps_single, {"eta": 0.5, "grid": "logsnr",
+                                                          "denoise": True}),
+    # restart sampling (diffusion_lab.restart): 2M to t_lo, K × (jump to t_hi, N_r 2M steps back)
+    "restart_lo": _restart(0.25, 0.4, 1, 3, grid="uniform", t_end=0.1, denoise=True),
+    "restart_mid": _restart(0.4, 0.7, 1, 3, grid="uniform", t_end=0.1, denoise=True),
+    "restart_mid_logsnr": _restart(0.2, 0.5, 1, 3, denoise=True),
+    "restart_hi": _restart(0.55, 0.85, 1, 3, grid="uniform", t_end=0.1, denoise=True),
 }
 DIFFUSERS = {  # name: (scheduler class, options)
     "dpm_zero": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++",
@@ -145,7 +179,8 @@ def run(args) -> None:
     net, sde = model.net.eval(), model.sde
     score = FIDScorer(device)
     path = Path(args.csv)
-    done = {(r["family"], r["config"], int(r["nfe"]), int(r["n"])) for r in read_rows(path)}
+    done = {(r["family"], r["config"], int(r["nfe"]), int(r["n"]), int(r["seed"]))
+            for r in read_rows(path)}
     y = torch.full((args.n,), net.num_classes, dtype=torch.long, device=device)
 
     def eps(x, t):
@@ -154,7 +189,7 @@ def run(args) -> None:
     jobs = [("ours", c, nfe) for nfe in args.nfe for c in args.configs]
     jobs += [("diffusers", c, nfe) for nfe in args.nfe for c in args.diffusers]
     for family, name, nfe in jobs:
-        if (family, name, nfe, args.n) in done:
+        if (family, name, nfe, args.n, args.seed) in done:
             continue
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -164,8 +199,14 @@ def run(args) -> None:
                 if steps is None:
                     print(f"skip {name} at NFE {nfe}: not reachable", flush=True)
                     continue
-                x = model.generate(args.n, method=method, steps=steps, seed=args.seed, info=info,
-                                   **opts)
+                if method == "restart":  # not in SAMPLERS: the same x_1 and noise stream by hand
+                    g = torch.Generator(device).manual_seed(args.seed)
+                    x1 = sde.prior_sample((args.n, *model.data_shape), generator=g, device=device)
+                    x = restart(eps, sde, x1, steps=steps, generator=g, info=info, **opts)
+                    x = x.clamp(-1.0, 1.0)
+                else:
+                    x = model.generate(args.n, method=method, steps=steps, seed=args.seed,
+                                       info=info, **opts)
                 calls = info["nfe"]
             else:
                 from diffusers_compare import diffusers_sample
@@ -179,7 +220,7 @@ def run(args) -> None:
         if calls != nfe:
             raise RuntimeError(f"{name}: {calls} network calls, expected {nfe}")
         row = {"family": family, "config": name, "method": method, "nfe": calls, "steps": steps,
-               "n": args.n, "fid": score(x), "seconds": sec}
+               "n": args.n, "seed": args.seed, "role": args.role, "fid": score(x), "seconds": sec}
         append_row(path, row)
         print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
@@ -235,7 +276,7 @@ def plot(csv_path: Path, png: Path, n: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in read_rows(csv_path) if int(r["n"]) == n]
+    rows = [r for r in read_rows(csv_path) if int(r["n"]) == n and r["role"] == "report"]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for variant, label in BENCH_VARIANTS.items():  # context: the earlier (GPU) benchmark run
         pts = sorted((int(r["nfe"]), float(r["fid"]))
@@ -271,6 +312,9 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--role", default="report", choices=ROLES,
+                   help="report (n = 2000, seed 0, like the reference) or tuning")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20, 50])
     p.add_argument("--configs", nargs="*", default=["dpm2m", "sde2m_denoise"],
                    choices=list(CONFIGS))
@@ -281,6 +325,7 @@ def main(argv=None) -> None:
     p.add_argument("--match", action="store_true", help="only the sample-by-sample comparison")
     p.add_argument("--match-csv", default=str(RESULTS / "few_step_fid_match.csv"))
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.match:
         return match(args)
     if not args.plot_only:

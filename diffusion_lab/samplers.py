@@ -19,6 +19,8 @@ h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
     dpm_solver              DPM-Solver++(2M): x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D
     ancestral               x_t ~ q(x_t | x_s, x̂_0), the Gaussian posterior (DDPM)
     edm                     Heun on dx̃/dσ̃ = ε̂ in x̃ = x/m, σ̃ = σ/m, optional churn (Karras et al.)
+    (restart                2M ODE to t_lo, K × (forward jump to t_hi, ODE back), ODE to the end:
+                            :func:`diffusion_lab.restart.restart`, same signature, not in SAMPLERS)
 
 Randomness comes only from ``generator`` (same seed → bitwise-identical on one
 device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
