@@ -16,11 +16,22 @@ Configurations (``CONFIGS``; NFE counted by the sampler's ``info``, diffusers' b
   (``diffusers_compare.vp_betas``), each with its default end (``final_sigmas_type="zero"``:
   the last step returns x̂_0) and with ``"sigma_min"`` (ends at t = 0.001 like ours).
 
-Rows go to ``--csv`` as they are measured (``--resume`` skips rows already there);
-``--plot-only`` redraws the PNG (FID vs NFE, the reference and the 1.3× line).
+* stochastic candidates for the few-step target: SDE-DPM-Solver++(2M) with Langevin strength
+  η ∈ {0.5, 1, 1.5, 2, 3} (η > 1: more noise per step, same marginals; see
+  ``diffusion_lab.dpm_multistep``), ending at t_min or like diffusers (uniform grid to t = 0.1,
+  then x̂_0: the ``_end01`` names), DDIM with η = 0.5, ancestral, EDM churn, and restart sampling
+  (``diffusion_lab.restart``; not in ``SAMPLERS``, called here from the same x_1 and generator).
 
-    python benchmarks/few_step_fid.py --n 2000 --nfe 5 10 20 50 --configs sde2m_denoise ... \
-        --diffusers dpm_zero unipc_zero
+Protocol: configurations are chosen on **tuning** rows (``--role tuning``: n = 500, seeds 1–2,
+and one n = 2000 seed-1 row that measures the seed-to-seed spread) and reported on **report**
+rows (n = 2000, seed 0, like the reference). Every run writes its row to ``--csv`` as it is
+measured (rows with the same family, config, NFE, n and seed are skipped, so an interrupted
+sweep resumes); ``--plot-only`` redraws the PNG (left: report rows vs NFE, the reference and
+the 1.3× line; right: the tuning rows at 10 NFE). One thread by default (``--threads``).
+
+    python benchmarks/few_step_fid.py --n 500 --seed 1 --role tuning --nfe 10 --configs ...
+    python benchmarks/few_step_fid.py --n 2000 --nfe 10 --configs sde2m_eta15_end01 \
+        --diffusers sde_dpm_zero unipc_zero
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from diffusion_lab.data import load_mnist
 from diffusion_lab.metrics import ClassifierFeatures, PrecomputedFeatures, fid
 from diffusion_lab.model import GenerativeModel
 from diffusion_lab.restart import restart
+from diffusion_lab.unipc import unipc
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "data" / "checkpoints" / "mnist_cond"
@@ -60,6 +72,10 @@ def _steps_heun(nfe, denoise):  # EDM: NFE = 2N − 1 (+1); None where no N give
     if (nfe % 2 == 1) == denoise:
         return None
     return nfe // 2 if denoise else (nfe + 1) // 2
+
+
+#: samplers of the package with the shared signature that are not in ``SAMPLERS``
+EXTRA_SAMPLERS = {"restart": restart, "unipc": unipc}
 
 
 def _steps_restart(nfe, denoise, restarts, restart_steps):  # NFE = N + K·N_r (+1)
@@ -125,6 +141,9 @@ CONFIGS = {
     "ancestral_logsnr_denoise": ("ancestral", _steps_single, {"grid": "logsnr", "denoise": True}),
     "ddim_eta05_logsnr_denoise": ("ddim", _steps_single, {"eta": 0.5, "grid": "logsnr",
                                                           "denoise": True}),
+    # UniPC-2 with the UniC corrector (diffusion_lab.unipc), ending like diffusers' default
+    "unipc_end01": ("unipc", _steps_single, {"grid": "uniform", "t_end": 0.1, "denoise": True}),
+    "unipc": ("unipc", _steps_single, {}),
     # restart sampling (diffusion_lab.restart): 2M to t_lo, K × (jump to t_hi, N_r 2M steps back)
     "restart_lo": _restart(0.25, 0.4, 1, 3, grid="uniform", t_end=0.1, denoise=True),
     "restart_mid": _restart(0.4, 0.7, 1, 3, grid="uniform", t_end=0.1, denoise=True),
@@ -216,10 +235,11 @@ def run(args) -> None:
                 if steps is None:
                     print(f"skip {name} at NFE {nfe}: not reachable", flush=True)
                     continue
-                if method == "restart":  # not in SAMPLERS: the same x_1 and noise stream by hand
+                if method in EXTRA_SAMPLERS:  # not in SAMPLERS: the same x_1 and noise by hand
                     g = torch.Generator(device).manual_seed(args.seed)
                     x1 = sde.prior_sample((args.n, *model.data_shape), generator=g, device=device)
-                    x = restart(eps, sde, x1, steps=steps, generator=g, info=info, **opts)
+                    x = EXTRA_SAMPLERS[method](eps, sde, x1, steps=steps, generator=g, info=info,
+                                               **opts)
                     x = x.clamp(-1.0, 1.0)
                 else:
                     x = model.generate(args.n, method=method, steps=steps, seed=args.seed,

@@ -357,11 +357,14 @@ for label, method, steps, opts in [("edm churn 20", "edm", 60, {"s_churn": 20.0}
 #
 # `benchmarks/few_step_fid.py` drives the bundled class-conditional MNIST network (unconditional
 # mode) with our samplers and with diffusers' `DPMSolverMultistepScheduler` and
-# `UniPCMultistepScheduler` on the *same* network and the same $x_1$, n = 2000 samples, FID in
-# the bundled classifier's 128-d features against the 4,500 training digits. The 1000-step
-# ancestral reference (FID 0.348) and the earlier NFE 5–50 rows come from
-# `sampler_benchmark.py` (same network, seed, n, features and reference set; measured on a GPU);
-# the rows of `few_step_fid.csv` were measured on a 2-core CPU. The table reads both CSVs.
+# `UniPCMultistepScheduler` on the *same* network and the same $x_1$, FID in the bundled
+# classifier's 128-d features against the 4,500 training digits. The 1000-step ancestral
+# reference (FID 0.348) and the earlier NFE 5–50 rows come from `sampler_benchmark.py` (same
+# network, seed 0, n = 2000, features and reference set; measured on a GPU); the rows of
+# `few_step_fid.csv` were measured on a 2-core CPU. That CSV holds two kinds of rows
+# (column `role`): **report** rows, n = 2000 and seed 0 like the reference, and **tuning** rows,
+# n = 500 and seeds 1–2, used only to choose a configuration — so the reported number is not
+# the best of many tries on the very samples it is scored on. The table reads both CSVs.
 
 # %%
 def read(path):
@@ -370,7 +373,8 @@ def read(path):
 
 
 bench = read(RESULTS / "sampler_benchmark.csv")
-few = read(RESULTS / "few_step_fid.csv") if (RESULTS / "few_step_fid.csv").exists() else []
+few_all = read(RESULTS / "few_step_fid.csv") if (RESULTS / "few_step_fid.csv").exists() else []
+few = [r for r in few_all if r["role"] == "report"]
 ref = next(float(r["fid"]) for r in bench if r["variant"] == "reference")
 rows = {}  # (label, nfe) -> fid
 for r in bench:
@@ -397,6 +401,35 @@ print(f"ODE samplers at 100 NFE: {min(ode_100.values()):.2f}–{max(ode_100.valu
       f"RK45 at tol 1e-4: {rk45['pf_rk45 tol=0.0001']:.2f}; ancestral at 50 NFE: {anc50:.2f}")
 assert 0.5 < min(ode_100.values()) and max(ode_100.values()) < 0.65 and anc50 < 0.37
 assert rk45["pf_rk45 tol=0.0001"] > 1.3 * ref
+
+# %% [markdown]
+# **The tuning rows.** Config names: `sde2m` is SDE-DPM-Solver++(2M) (η = 1, the reverse SDE;
+# `eta15` etc. give η = 1.5, …: η > 1 adds more Langevin noise per step with the same
+# marginals, section 4's `dpm_multistep` docstring), `_end01` ends like diffusers (uniform grid to
+# t = 0.1, then $\hat x_0$), `_denoise` ends at $t_\text{min}$ with the $\hat x_0$ call,
+# `karras` is the Karras grid, `restart_*` is restart sampling (`diffusion_lab.restart`: 6 ODE
+# steps, one jump back up and 3 ODE steps down again), `dpm2m_end01` the deterministic anchor.
+# Every 10-NFE configuration tried is printed, with each seed's FID at the tuning n.
+
+# %%
+tune = [r for r in few_all if r["role"] == "tuning" and int(r["nfe"]) == 10 and int(r["n"]) == 500]
+by_cfg = {}
+for r in tune:
+    by_cfg.setdefault(r["config"], {})[int(r["seed"])] = float(r["fid"])
+seeds = sorted({int(r["seed"]) for r in tune})
+print(f"tuning rows at 10 NFE, n = 500 (biased upwards: compare them only with each other)")
+print(f"{'config':28s}" + "".join(f"{'seed ' + str(sd):>9s}" for sd in seeds))
+for c, v in sorted(by_cfg.items(), key=lambda kv: min(kv[1].values())):
+    print(f"{c:28s}" + "".join(f"{v[sd]:9.3f}" if sd in v else f"{'—':>9s}" for sd in seeds))
+both = {c: v for c, v in by_cfg.items() if len(v) == 2}
+spread = max(abs(v[1] - v[2]) for v in both.values())
+print(f"the same configuration on seed 1 and seed 2 differs by up to {spread:.2f}")
+assert spread > 0.15  # seed-to-seed noise at n = 500 is larger than the gaps that matter
+# the ending matters more than that noise: the same SDE sampler ending at t_min on the log-SNR
+# or Karras grid is far worse than ending like diffusers (uniform grid to t = 0.1, then x̂0)
+assert by_cfg["sde2m_end01"][1] < min(by_cfg["sde2m_denoise"][1],
+                                      by_cfg["sde2m_karras_denoise"][1]) - 0.3
+assert by_cfg["restart_mid"][1] > by_cfg["dpm2m_end01"][1] + 0.2
 
 # %% [markdown]
 # **Reading the table.** The deterministic samplers level off: in the earlier benchmark DDIM and
