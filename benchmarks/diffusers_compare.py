@@ -92,18 +92,22 @@ def make_scheduler(kind: str, sde: SDE, betas: str = "exact"):
 
 
 @torch.no_grad()
-def diffusers_sample(eps_model, scheduler, x: Tensor, steps: int) -> tuple[Tensor, int]:
+def diffusers_sample(eps_model, scheduler, x: Tensor, steps: int,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, int]:
     """Run ``scheduler`` for ``steps`` steps from x (at t = 1) with ε̂ = eps_model(x, t_k).
 
+    ``generator`` is passed to ``scheduler.step`` (stochastic schedulers such as
+    ``sde-dpmsolver++`` draw their noise from it; without it they use torch's global RNG).
     Returns the final sample and the number of network calls.
     """
     scheduler.set_timesteps(steps, device=x.device)
+    extra = {} if generator is None else {"generator": generator}
     nfe = 0
     for k in scheduler.timesteps:
         t = torch.full((x.shape[0],), t_of_timestep(k), dtype=x.dtype, device=x.device)
         eps = eps_model(scheduler.scale_model_input(x, k), t)
         nfe += 1
-        x = scheduler.step(eps, k, x, return_dict=False)[0]
+        x = scheduler.step(eps, k, x, return_dict=False, **extra)[0]
     return x, nfe
 
 

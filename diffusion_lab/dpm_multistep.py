@@ -21,6 +21,17 @@ while the exact term is ∫_0^ĥ e^{−(ĥ−v)} c v²/2 dv = c h² · (ĥ² −
 k-diffusion use −φ_3 d_2; with that coefficient the step's local error falls only as h^3.3–3.5
 instead of h⁴ (tests/test_edm_design.py measures both).
 
+Why any η ≥ 0 keeps the marginals: the order-1 step above is the exact solution, D frozen, of
+
+    dx̃ = −(1 + η)(x̃ − D) dλ + √(2η) σ̃ dW_λ
+       = [−(x̃ − D) dλ]  +  η [σ̃² ∇log p̃ dλ + √2 σ̃ dW_λ]      (x̃ − D = −σ̃² ∇log p̃),
+
+the probability-flow ODE plus η units of Langevin dynamics (step σ̃² dλ) per unit of λ; Langevin
+leaves p̃_λ invariant, so every η gives the same marginals (η = 1 is the reverse SDE; η > 1 adds
+more noise per step and forgets more of the past state: e^{−ĥ} → 0 as η → ∞, where the step
+becomes x̃_t = D + σ̃_t z). Checked with the exact oracles for η up to 3
+(tests/test_few_step.py).
+
 At η = 0 and order ≤ 2 this is exactly :func:`diffusion_lab.samplers.dpm_solver`'s 2M. A step is
 taken in lower order when the history is short or when the step grew by more than
 1/``DPM_MIN_STEP_RATIO`` over the one before (the rule of the 2M sampler, applied to each of

@@ -19,6 +19,10 @@ h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
     dpm_solver              DPM-Solver++(2M): x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D
     ancestral               x_t ~ q(x_t | x_s, x̂_0), the Gaussian posterior (DDPM)
     edm                     Heun on dx̃/dσ̃ = ε̂ in x̃ = x/m, σ̃ = σ/m, optional churn (Karras et al.)
+    (restart                2M ODE to t_lo, K × (forward jump to t_hi, ODE back), ODE to the end:
+                            :func:`diffusion_lab.restart.restart`, same signature, not in SAMPLERS)
+    (unipc                  UniP-2 (= 2M) + the UniC corrector, order 3 at one call per step:
+                            :func:`diffusion_lab.unipc.unipc`, same signature, not in SAMPLERS)
 
 Randomness comes only from ``generator`` (same seed → bitwise-identical on one
 device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
@@ -363,7 +367,15 @@ def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callb
     and log-SNR grids (tests/test_samplers_accuracy.py). One network call per step.
 
     ``order=3`` is DPM-Solver++(3M) and ``eta > 0`` the stochastic SDE-DPM-Solver++ (η = 1:
-    the reverse SDE), both in :mod:`diffusion_lab.dpm_multistep`.
+    the reverse SDE; any η ≥ 0 keeps the marginals, η > 1 adds more Langevin noise per step),
+    both in :mod:`diffusion_lab.dpm_multistep`.
+
+    Few steps (benchmarks/few_step_fid.py, the bundled VP MNIST model, 10 NFE, FID at n = 2000):
+    the ending matters more than the order — ``grid="uniform", t_end=0.1, denoise=True``
+    (diffusers' default end: 9 steps, then x̂_0) beat the log-SNR and Karras grids ending at
+    t_min, with η = 0 and η = 1 alike (FID 0.521 and 0.512). The best 10-NFE result measured is
+    :func:`diffusion_lab.unipc.unipc` with the same ending (0.476; diffusers' UniPC 0.480);
+    the 1000-step ancestral reference is 0.348.
     """
     order = check_int(order, "order", minimum=1)
     if order > 3:

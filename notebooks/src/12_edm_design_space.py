@@ -26,7 +26,8 @@
 # sampling run (16 images, 10 NFE).
 # Good output: every check prints `ok`; the fitted orders are ≈ 1 (DDIM), ≈ 2 (DPM-Solver++(2M),
 # EDM-Heun), ≈ 4 (DPM-Solver++(3M) on the log-SNR grid, this problem); the FID table shows the
-# deterministic samplers levelling off near 0.52 while ancestral sampling keeps falling.
+# deterministic samplers levelling off near 0.52 while ancestral sampling keeps falling, and
+# the best 10-NFE rows (ours and diffusers', UniPC first) at 0.48–0.53 — above the target line.
 #
 # **Learning goals.** After this notebook you can
 # 1. write every process of the package as $x=s(t)\,(x_0+\tilde\sigma z)$ with $s=m$,
@@ -39,7 +40,8 @@
 # 5. read a few-step FID benchmark honestly (reference, sample size, what saturates and why).
 #
 # Package pieces: `diffusion_lab.preconditioning`, `diffusion_lab.samplers` (`edm`,
-# `dpm_solver(order=3)`, `dpm_solver(eta=1)`), `diffusion_lab.timegrid`, `diffusion_lab.oracles`,
+# `dpm_solver(order=3)`, `dpm_solver(eta=1)`), `diffusion_lab.unipc` and `diffusion_lab.restart`
+# (few-step samplers measured in section 5), `diffusion_lab.timegrid`, `diffusion_lab.oracles`,
 # `benchmarks/few_step_fid.py` (results in `benchmarks/results/few_step_fid.csv`).
 
 # %% tags=["parameters"]
@@ -357,11 +359,14 @@ for label, method, steps, opts in [("edm churn 20", "edm", 60, {"s_churn": 20.0}
 #
 # `benchmarks/few_step_fid.py` drives the bundled class-conditional MNIST network (unconditional
 # mode) with our samplers and with diffusers' `DPMSolverMultistepScheduler` and
-# `UniPCMultistepScheduler` on the *same* network and the same $x_1$, n = 2000 samples, FID in
-# the bundled classifier's 128-d features against the 4,500 training digits. The 1000-step
-# ancestral reference (FID 0.348) and the earlier NFE 5–50 rows come from
-# `sampler_benchmark.py` (same network, seed, n, features and reference set; measured on a GPU);
-# the rows of `few_step_fid.csv` were measured on a 2-core CPU. The table reads both CSVs.
+# `UniPCMultistepScheduler` on the *same* network and the same $x_1$, FID in the bundled
+# classifier's 128-d features against the 4,500 training digits. The 1000-step ancestral
+# reference (FID 0.348) and the earlier NFE 5–50 rows come from `sampler_benchmark.py` (same
+# network, seed 0, n = 2000, features and reference set; measured on a GPU); the rows of
+# `few_step_fid.csv` were measured on a 2-core CPU. That CSV holds two kinds of rows
+# (column `role`): **report** rows, n = 2000 and seed 0 like the reference, and **tuning** rows,
+# n = 500 and seeds 1–2, used only to choose a configuration — so the reported number is not
+# the best of many tries on the very samples it is scored on. The table reads both CSVs.
 
 # %%
 def read(path):
@@ -370,7 +375,8 @@ def read(path):
 
 
 bench = read(RESULTS / "sampler_benchmark.csv")
-few = read(RESULTS / "few_step_fid.csv") if (RESULTS / "few_step_fid.csv").exists() else []
+few_all = read(RESULTS / "few_step_fid.csv") if (RESULTS / "few_step_fid.csv").exists() else []
+few = [r for r in few_all if r["role"] == "report"]
 ref = next(float(r["fid"]) for r in bench if r["variant"] == "reference")
 rows = {}  # (label, nfe) -> fid
 for r in bench:
@@ -399,21 +405,32 @@ assert 0.5 < min(ode_100.values()) and max(ode_100.values()) < 0.65 and anc50 < 
 assert rk45["pf_rk45 tol=0.0001"] > 1.3 * ref
 
 # %% [markdown]
-# **Reading the table.** The deterministic samplers level off: in the earlier benchmark DDIM and
-# DPM-Solver++ are at 0.52–0.56 at 100 NFE and adaptive RK45 at the tightest tolerance
-# (10⁻⁴) reaches 0.53 (printed above) — that is the FID of this network's probability-flow ODE itself, above the 1.3×
-# target (0.452), so no ODE solver, however accurate, meets it. Ancestral sampling keeps
-# improving (0.36 at 50 NFE): the injected noise corrects part of the network's error, but at
-# 10 NFE its discretisation error is far larger. The ratios to diffusers are computed in the
-# next cell where both were measured at the same NFE.
+# **Reading the table.** Deterministic samplers run accurately to $t_\text{min}$ level off: in
+# the earlier benchmark DDIM and DPM-Solver++ are at 0.52–0.56 at 100 NFE and adaptive RK45 at
+# the tightest tolerance (10⁻⁴) reaches 0.53 (printed above) — the FID of this network's
+# probability-flow ODE itself, above the 1.3× target (0.452). Ancestral sampling keeps improving
+# (0.36 at 50 NFE): the injected noise corrects part of the network's error, but at 10 NFE its
+# discretisation error is far larger.
 #
-# **The end of the trajectory matters.** diffusers' `DPMSolverMultistepScheduler` by default
-# (`final_sigmas_type="zero"`) makes its last network call at $k=100$ ($t=0.1$ here) and returns
-# $\hat x_0$ from there, instead of integrating on to $t=10^{-3}$. At 10 NFE that scored better
-# than our DPM-Solver++(2M) ending at $t_\text{min}$. The package reproduces it with
-# `grid="uniform", t_end=0.1, denoise=True` (9 steps + the $\hat x_0$ call; `dpm2m_end01` in the
-# table, measured at n = 2000 like the rest); the cell after the ratios compares the two sample by
-# sample from the same $x_1$ (`few_step_fid_match.csv`, n = 64).
+# **The end of the trajectory matters.** diffusers' schedulers by default
+# (`final_sigmas_type="zero"`) make their last network call at $k=100$ ($t=0.1$ here) and
+# return $\hat x_0$ from there, instead of integrating on to $t=10^{-3}$. The package reproduces
+# that with `grid="uniform", t_end=0.1, denoise=True` (9 steps + the $\hat x_0$ call: the
+# `_end01` rows). That output is not a sample of the ODE's $p_0$ but the posterior mean
+# $E[x_0\mid x_{0.1}]$ of its state at $t=0.1$ — a different law, which is why a 10-NFE solver
+# can score *below* the 100-NFE ODE value. The report rows at 10 NFE (printed in the table):
+#
+# * deterministic: DPM-Solver++(2M) `dpm2m_end01` and the package's UniPC (`unipc_end01`:
+#   `diffusion_lab.unipc`, the UniC corrector on top of 2M, order 3 at one call per step) against
+#   diffusers' `dpm_zero` and `unipc_zero` on the same network and $x_1$;
+# * stochastic: SDE-DPM-Solver++(2M) with η = 1 (`sde2m_end01`) draws the same noise as
+#   diffusers' `sde_dpm_zero` from the same generator, takes the same steps, and scores the same;
+#   η = 1.5 (`sde2m_eta15_end01`, the configuration the tuning rows pointed to) scored worse on
+#   the report seed — the tuning rows could not tell them apart (below).
+#
+# None of them reaches the target: the cell below prints the best of ours and of diffusers at
+# 10 NFE and their ratios (at 10 NFE the package's UniPC is the best row, a little below
+# diffusers' UniPC, and ≈ 1.37× the reference against the 1.3× asked for).
 
 # %%
 theirs = {k: v for k, v in rows.items() if "(diffusers)" in k[0]}
@@ -424,6 +441,46 @@ for n in nfes:
         bt = min((v, k[0]) for k, v in theirs.items() if k[1] == n)
         print(f"NFE {n}: best ours {bo[1]} {bo[0]:.3f}, best diffusers {bt[1]} {bt[0]:.3f}, "
               f"ours/theirs = {bo[0] / bt[0]:.2f}; ours/reference = {bo[0] / ref:.2f}")
+r10 = {k[0]: v for k, v in rows.items() if k[1] == 10}
+assert min(r10.values()) > 1.3 * ref  # the few-step target is not met at 10 NFE, by anyone
+assert min(ours[k] for k in ours if k[1] == 10) <= min(theirs[k] for k in theirs if k[1] == 10)
+assert abs(r10["sde2m_end01 (ours)"] / r10["sde_dpm_zero (diffusers)"] - 1) < 0.01  # same noise
+assert r10["sde2m_eta15_end01 (ours)"] > r10["sde2m_end01 (ours)"]  # the tuned η did not hold up
+assert r10["unipc_end01 (ours)"] < r10["dpm2m_end01 (ours)"] < min(ode_100.values())
+
+# %% [markdown]
+# **The tuning rows.** Config names: `sde2m` is SDE-DPM-Solver++(2M) (η = 1, the reverse SDE;
+# `eta15` etc. give η = 1.5, …: η > 1 adds more Langevin noise per step with the same
+# marginals, section 4's `dpm_multistep` docstring), `_end01` ends like diffusers (uniform grid to
+# t = 0.1, then $\hat x_0$), `_denoise` ends at $t_\text{min}$ with the $\hat x_0$ call,
+# `karras` is the Karras grid, `restart_*` is restart sampling (`diffusion_lab.restart`: 6 ODE
+# steps, one jump back up and 3 ODE steps down again), `dpm2m_end01` the deterministic anchor.
+# Every 10-NFE configuration tried is printed, with each seed's FID at the tuning n.
+
+# %%
+tune = [r for r in few_all if r["role"] == "tuning" and int(r["nfe"]) == 10 and int(r["n"]) == 500]
+by_cfg = {}
+for r in tune:
+    by_cfg.setdefault(r["config"], {})[int(r["seed"])] = float(r["fid"])
+seeds = sorted({int(r["seed"]) for r in tune})
+print("tuning rows at 10 NFE, n = 500 (biased upwards: compare them only with each other)")
+print(f"{'config':28s}" + "".join(f"{'seed ' + str(sd):>9s}" for sd in seeds))
+for c, v in sorted(by_cfg.items(), key=lambda kv: min(kv[1].values())):
+    print(f"{c:28s}" + "".join(f"{v[sd]:9.3f}" if sd in v else f"{'—':>9s}" for sd in seeds))
+both = {c: v for c, v in by_cfg.items() if len(v) == 2}
+spread = max(abs(v[1] - v[2]) for v in both.values())
+print(f"the same configuration on seed 1 and seed 2 differs by up to {spread:.2f}")
+assert spread > 0.15  # seed-to-seed noise at n = 500 is larger than the gaps that matter
+# the ending matters more than that noise: the same SDE sampler ending at t_min on the log-SNR
+# or Karras grid is far worse than ending like diffusers (uniform grid to t = 0.1, then x̂0)
+assert by_cfg["sde2m_end01"][1] < min(by_cfg["sde2m_denoise"][1],
+                                      by_cfg["sde2m_karras_denoise"][1]) - 0.3
+assert by_cfg["restart_mid"][1] > by_cfg["dpm2m_end01"][1] + 0.2
+
+# %% [markdown]
+# **Ours and diffusers' on the same trajectory.** The deterministic pairs compared sample by
+# sample from the same $x_1$ (`few_step_fid_match.csv`, n = 64): `dpm2m_end01` against diffusers'
+# default `dpm_zero`, and our 2M to $t_\text{min}$ against `dpm_sigma_min`.
 
 # %%
 for r in read(RESULTS / "few_step_fid_match.csv"):
@@ -463,10 +520,15 @@ player.show(animate=False, n_static=4)
 #   $(0,1)$; the loss weight $1/c_\text{out}^2$ turns the denoising loss into $\|F-F_\text{target}\|^2$.
 # - On an exact oracle the fitted orders are DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun (EDM, PF) ≈ 2 and
 #   DPM-Solver++(3M) above 3 on the log-SNR grid; 3M pays from 20 NFE on, not at 10.
-# - On the MNIST network the ODE samplers level off at this network's ODE FID (≈ 0.52 > the 1.3×
-#   target 0.452), so the target is not met at 10 NFE by any sampler measured here. Ending with
-#   x̂_0 at t = 0.1 (`t_end=0.1, denoise=True`, diffusers' default end) is the best 10-NFE result
-#   measured; the ratio to diffusers is printed above.
+# - On the MNIST network accurate ODE solves to $t_\text{min}$ level off at this network's ODE FID
+#   (≈ 0.52–0.53 > the 1.3× target 0.452). Ending with $\hat x_0$ at t = 0.1 (`t_end=0.1,
+#   denoise=True`, diffusers' default end) changes the output law and is the best 10-NFE ending
+#   measured, for ODE and SDE samplers alike; the log-SNR and Karras grids ending at
+#   $t_\text{min}$ are far worse at 10 NFE. The few-step target is still not met at 10 NFE by any
+#   sampler measured here, ours or diffusers'; the ratios are printed in section 5.
+# - Tuning on n = 500 could not rank configurations within ≈ 0.2 FID (the same configuration
+#   differs that much between two seeds), so the η chosen there did not hold up at n = 2000:
+#   a small-n tuning run needs several seeds, or a larger n, to be worth its cost.
 #
 # ## What to expect (measured)
 #
