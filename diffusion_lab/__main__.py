@@ -178,9 +178,8 @@ def _train(args, w, device) -> int:
         sde = get_sde(args.sde, schedule=get_schedule(args.schedule))
     model = GenerativeModel(net, sde, data_shape=tuple(data.shape[1:]), class_names=class_names,
                             info={"dataset": args.dataset})
-    sample_fn, checkpoint_every = None, args.checkpoint_every
-    if args.sample_every:  # grids go into the checkpoint folder: save before the first one
-        checkpoint_every = checkpoint_every or args.sample_every
+    sample_fn = None
+    if args.sample_every:  # grids go into the checkpoint folder (train saves before the first)
         sample_fn = _cli.progress_writer(out / _cli.PROGRESS, model, labels is not None,
                                          args.card_guidance)
     result = model.train(
@@ -188,7 +187,7 @@ def _train(args, w, device) -> int:
         weight_decay=args.weight_decay, warmup=args.warmup,
         grad_clip=args.grad_clip if args.grad_clip > 0 else None, ema_decay=args.ema_decay,
         label_dropout=args.label_dropout, seed=args.seed, checkpoint_dir=out,
-        checkpoint_every=checkpoint_every, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, resume=args.resume,
         progress=not args.no_progress, device=device, info={"dataset": args.dataset},
         lr_schedule=args.lr_schedule, loss_weighting=args.loss_weighting,
         min_snr_gamma=args.min_snr_gamma, sample_every=args.sample_every, sample_fn=sample_fn,

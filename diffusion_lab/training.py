@@ -330,6 +330,7 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
         n = data.shape[0]
         running = None
         ran = step < steps  # the loop's last step saves the final checkpoint
+        saved_once = step > 0  # resumed: the folder holds a checkpoint already
         while step < steps:
             idx = torch.randint(n, (batch_size,), generator=generator)
             t = t_min + (1.0 - t_min) * torch.rand(batch_size, generator=generator)
@@ -353,15 +354,18 @@ def train(net: nn.Module, sde: SDE, data: Tensor, *, steps: int, batch_size: int
             step += 1
             pending.append(loss.detach())
             bar.update(1)
-            due_sample = (bool(sample_every) and sample_fn is not None
-                          and step % sample_every == 0 and w.is_main)
+            sample_step = bool(sample_every) and sample_fn is not None and step % sample_every == 0
+            due_sample = sample_step and w.is_main
+            # a checkpoint folder exists before the first sample (samples may be written into it)
             due_save = ckpt_dir is not None and (step == steps or (
-                bool(checkpoint_every) and step % checkpoint_every == 0))
+                bool(checkpoint_every) and step % checkpoint_every == 0) or (
+                sample_step and not saved_once))
             if step % log_every == 0 or due_sample or due_save or step == steps:
                 running = flush(step, running)  # one GPU sync per log_every steps
                 bar.set_postfix(loss=f"{running:.4f}")
             if due_save:
                 save(step, wall_before + time.perf_counter() - start)
+                saved_once = True
             if due_sample:
                 samples.append((step, sample_fn(ema, step)))
         bar.close()

@@ -162,6 +162,7 @@ def test_progress_grids_and_a_folder_left_with_only_them(tmp_path, capsys):
     out = tmp_path / "moons"
     args = ["train", "--dataset", "two_moons", "--steps", "4", "--batch-size", "8",
             "--hidden", "8", "--layers", "1", "--n-points", "64", "--sample-every", "2",
+            "--checkpoint-every", "100",  # the first grid comes before any periodic save
             "--no-progress", "--out", str(out)]
     assert main(args) == 0
     assert sorted(p.name for p in (out / "progress").iterdir()) == ["step_000002.png",
