@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from oracle_helpers import prior_2d as _prior
+from oracle_helpers import rms as _rms
 
 from diffusion_lab import dpm_multistep as M
 from diffusion_lab import preconditioning as P
@@ -19,14 +21,6 @@ from diffusion_lab.timegrid import coefficients, time_grid
 
 F64 = torch.float64
 MEAN, COV = [1.0, -0.5], [[1.0, 0.5], [0.5, 0.8]]
-
-
-def _prior(sde, n, seed=0):
-    return sde.prior_sample((n, 2), torch.Generator().manual_seed(seed), dtype=F64)
-
-
-def _rms(a, b):
-    return float(((a - b) ** 2).sum(-1).mean().sqrt())
 
 
 def _target(oracle, t):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracle_helpers import prior_2d as _prior
 
 from diffusion_lab import samplers as S
 from diffusion_lab.oracles import GaussianOracle, eight_gaussians_oracle
@@ -13,10 +14,6 @@ from diffusion_lab.timegrid import coefficients
 
 F64 = torch.float64
 MEAN, COV = [1.0, -0.5], [[1.0, 0.5], [0.5, 0.8]]
-
-
-def _prior(sde, n, seed=0):
-    return sde.prior_sample((n, 2), torch.Generator().manual_seed(seed), dtype=F64)
 
 
 def _gen(seed):

@@ -16,6 +16,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from oracle_helpers import prior_2d as _prior
+from oracle_helpers import rms as _rms
 
 from diffusion_lab import samplers as S
 from diffusion_lab.oracles import GaussianMixtureOracle, GaussianOracle, eight_gaussians_oracle
@@ -28,16 +30,8 @@ SDES = {"vp": VPSDE, "ve": VESDE, "subvp": SubVPSDE}
 
 
 
-def _prior(sde, n, seed=0):
-    return sde.prior_sample((n, 2), torch.Generator().manual_seed(seed), dtype=F64)
-
-
 def _decreasing(seq):
     return all(a > b for a, b in zip(seq, seq[1:], strict=False))
-
-
-def _rms(a, b):
-    return float(((a - b) ** 2).sum(-1).mean().sqrt())
 
 
 def _target(oracle, t):

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from oracle_helpers import prior_2d as _prior
+from oracle_helpers import rms as _rms
 
 from diffusion_lab import samplers as S
 from diffusion_lab import unipc as U
@@ -16,14 +18,6 @@ from diffusion_lab.timegrid import coefficients
 
 F64 = torch.float64
 MEAN, COV = [1.0, -0.5], [[1.0, 0.5], [0.5, 0.8]]
-
-
-def _prior(sde, n, seed=0):
-    return sde.prior_sample((n, 2), torch.Generator().manual_seed(seed), dtype=F64)
-
-
-def _rms(a, b):
-    return float(((a - b) ** 2).sum(-1).mean().sqrt())
 
 
 @pytest.mark.parametrize("grid", ["logsnr", "uniform"])
