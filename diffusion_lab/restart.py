@@ -31,13 +31,13 @@ from torch import Tensor
 
 from ._checks import check_int, check_positive
 from .dpm_multistep import multistep_update
-from .samplers import _Run
+from .sampler_run import DEFAULT_GRIDS, _Run
 from .timegrid import time_grid
 
 __all__ = ["restart", "restart_jump", "DEFAULT_GRID"]
 
-#: the grid of dpm_solver, whose 2M steps restart takes (samplers.DEFAULT_GRIDS["dpm_solver"])
-DEFAULT_GRID = "logsnr"
+#: the grid ``grid=None`` takes: ``samplers.DEFAULT_GRIDS["restart"]`` (measured; one source of truth)
+DEFAULT_GRID = DEFAULT_GRIDS["restart"]
 
 
 def restart_jump(x: Tensor, m_lo: float, sig_lo: float, m_hi: float, sig_hi: float,
@@ -77,7 +77,6 @@ def restart(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback
     if not (isinstance(t_restart, (tuple, list)) and len(t_restart) == 2):
         raise ValueError(f"t_restart must be a pair (t_lo, t_hi), got {t_restart!r}")
     t_lo, t_hi = (check_positive(v, "t_restart") for v in t_restart)
-    grid = DEFAULT_GRID if grid is None else grid
     run = _Run("restart", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
                generator)
     if not run.t_end < t_lo < t_hi <= sde.t_max:

@@ -6,7 +6,8 @@ r"""Samplers for the reverse process: every one a plain function with one signat
 ``x`` is the prior sample at t = ``sde.t_max`` (1 but for rectified flow); the result is a
 sample at ``t_end`` (default ``sde.t_min``), or its Tweedie denoised estimate x̂_0 when
 ``denoise=True`` (one extra network call). ``grid=None`` takes the method's own default,
-:data:`DEFAULT_GRIDS` (measured per method). Step i goes from s = t_i to
+:data:`DEFAULT_GRIDS` (measured per method by ``benchmarks/default_grids.py``; the table is
+in :mod:`diffusion_lab.sampler_run`). Step i goes from s = t_i to
 t = t_{i+1} < s on :func:`~diffusion_lab.timegrid.time_grid`; with
 h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
 
@@ -19,10 +20,10 @@ h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
     dpm_solver              DPM-Solver++(2M): x_t = (σ_t/σ_s) x_s − m_t (e^{−h} − 1) D
     ancestral               x_t ~ q(x_t | x_s, x̂_0), the Gaussian posterior (DDPM)
     edm                     Heun on dx̃/dσ̃ = ε̂ in x̃ = x/m, σ̃ = σ/m, optional churn (Karras et al.)
-    (restart                2M ODE to t_lo, K × (forward jump to t_hi, ODE back), ODE to the end:
-                            :func:`diffusion_lab.restart.restart`, same signature, not in SAMPLERS)
-    (unipc                  UniP-2 (= 2M) + the UniC corrector, order 3 at one call per step:
-                            :func:`diffusion_lab.unipc.unipc`, same signature, not in SAMPLERS)
+    restart                 2M ODE to t_lo, K × (forward jump to t_hi, ODE back), ODE to the end
+                            (:func:`diffusion_lab.restart.restart`)
+    unipc                   UniP-2 (= 2M) + the UniC corrector, order 3 at one call per step
+                            (:func:`diffusion_lab.unipc.unipc`)
 
 Randomness comes only from ``generator`` (same seed → bitwise-identical on one
 device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
@@ -40,102 +41,16 @@ from tqdm.auto import tqdm
 from ._checks import batch_times, check_choice, check_finite, check_int, check_positive, expand_like
 from .dpm_multistep import multistep_update
 from .ode import FIXED_METHODS, integrate_fixed, rk45
+from .restart import restart
+from .sampler_run import DEFAULT_GRIDS, _Run
 from .sde import SDE
-from .timegrid import Coefficients, coefficients, time_grid
+from .unipc import unipc
 
 __all__ = [
     "SAMPLERS", "sample", "euler_maruyama", "predictor_corrector", "langevin_corrector_step",
     "probability_flow", "exponential_integrator", "ddim", "dpm_solver", "ancestral", "edm",
-    "DEFAULT_GRIDS",
+    "DEFAULT_GRIDS", "restart", "unipc",
 ]
-
-
-class _Run:
-    """Bookkeeping shared by every sampler: argument checks, the counted and checked
-    network call, the grid, progress, callback and ``info``."""
-
-    def __init__(self, method, eps_model, sde, x, steps, t_end, grid, y, callback, progress,
-                 info, generator):
-        if not callable(eps_model):
-            raise TypeError(f"eps_model must be callable, got {type(eps_model).__name__}")
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be a diffusion_lab SDE, got {type(sde).__name__}")
-        check_finite(x, "x")
-        if x.dim() < 1 or x.shape[0] < 1:
-            raise ValueError(f"x must have a non-empty batch dimension, got shape {list(x.shape)}")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-        if info is not None and not isinstance(info, dict):
-            raise TypeError(f"info must be a dict or None, got {type(info).__name__}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError("generator must be a torch.Generator or None, "
-                            f"got {type(generator).__name__}")
-        self.method, self.eps_model, self.sde, self.y = method, eps_model, sde, y
-        self.steps = check_int(steps, "steps", minimum=1)
-        self.grid_kind = DEFAULT_GRIDS[method] if grid is None else grid
-        self.grid = time_grid(sde, self.steps, t_end, self.grid_kind).tolist()
-        self.t_end = self.grid[-1]
-        self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
-        self.callback, self.progress, self.info = callback, progress, info
-        self.generator = generator
-        self.nfe, self.step = 0, 0
-        self._coef: dict[float, Coefficients] = {}
-
-    def coef(self, t: float) -> Coefficients:
-        if t not in self._coef:
-            self._coef[t] = coefficients(self.sde, t)
-        return self._coef[t]
-
-    def eps(self, x: Tensor, t: float) -> Tensor:
-        """ε̂(x, t) from the network, counted, with its shape and finiteness checked."""
-        tb = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
-        out = self.eps_model(x, tb) if self.y is None else self.eps_model(x, tb, self.y)
-        self.nfe += 1
-        if not isinstance(out, Tensor) or out.shape != x.shape:
-            got = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(
-                f"eps_model must return a tensor shaped like x {list(x.shape)}, got {got}"
-            )
-        if not bool(torch.isfinite(out).all()):
-            raise ValueError(f"eps_model returned non-finite values at step {self.step}, t={t:.6g}")
-        return out
-
-    def x0(self, x: Tensor, eps: Tensor, t: float) -> Tensor:
-        """Tweedie's denoised estimate x̂_0 = (x − σ ε̂)/m."""
-        c = self.coef(t)
-        return (x - c.sigma * eps) / c.m
-
-    def noise(self) -> Tensor:
-        return torch.randn(self.shape, generator=self.generator, dtype=self.dtype,
-                           device=self.device)
-
-    def intervals(self):
-        """Yield (i, s, t) for each grid step, with a progress bar if asked."""
-        bar = tqdm(range(self.steps), desc=self.method, disable=not self.progress, leave=False)
-        for i in bar:
-            self.step = i
-            yield i, self.grid[i], self.grid[i + 1]
-
-    def emit(self, i: int, t: float, x: Tensor, x0_hat: Tensor) -> None:
-        self.check_state(x, i, t)
-        if self.callback is not None:
-            self.callback(i, float(t), x, x0_hat)
-
-    def check_state(self, x: Tensor, i: int, t: float) -> None:
-        """The sampler's own state must stay finite (an overflow is an error, never a result)."""
-        if not bool(torch.isfinite(x).all()):
-            raise FloatingPointError(f"{self.method}: the sample became non-finite at step {i} "
-                                     f"(t={t:.6g}); try more steps or another method/grid")
-
-    def finish(self, x: Tensor, denoise: bool, **extra) -> Tensor:
-        if denoise:
-            self.step = self.steps
-            x = self.x0(x, self.eps(x, self.t_end), self.t_end)
-        self.check_state(x, self.step, self.t_end)
-        if self.info is not None:
-            self.info.update(nfe=self.nfe, steps=self.steps, method=self.method,
-                             grid=self.grid_kind, t_end=self.t_end, **extra)
-        return x
 
 
 # -- stochastic samplers of the reverse SDE ----------------------------------------------------
@@ -509,37 +424,9 @@ SAMPLERS = {
     "dpm_solver": dpm_solver,
     "ancestral": ancestral,
     "edm": edm,
+    "restart": restart,
+    "unipc": unipc,
 }
-
-#: Each method's default time grid: the one it is most accurate on, measured on exact oracles.
-#: Error = (‖mean − μ_t‖ + ‖cov − Σ_t‖_F)/‖Σ_t‖_F of n = 5000 samples at 25 steps, summed over
-#: 8 cases (VP, sub-VP, VE, rectified flow × Gaussian data with full covariance / std 0.2);
-#: "sum / worst case" per grid, smallest sum chosen (a tie within 0.05: the smaller worst case):
-#:
-#:     method                  uniform     quadratic   logsnr      karras
-#:     euler_maruyama          0.76/0.30   1.38/0.58   1.29/0.32   1.28/0.40   -> uniform
-#:     predictor_corrector     0.84/0.37   0.79/0.24   0.81/0.18   1.06/0.34   -> logsnr
-#:     probability_flow        0.79/0.29   2.31/1.25   0.78/0.29   0.65/0.19   -> karras
-#:     exponential_integrator  0.86/0.24   1.84/1.20   0.69/0.15   0.50/0.12   -> karras
-#:     ddim                    1.91/0.45   1.67/0.26   2.00/0.30   2.24/0.39   -> quadratic
-#:     dpm_solver              0.90/0.42   0.50/0.10   0.37/0.07   0.74/0.22   -> logsnr
-#:     ancestral               2.87/0.55   2.63/0.45   3.23/0.51   3.50/0.54   -> quadratic
-#:     edm                     0.74/0.32   1.43/1.02   0.57/0.13   0.69/0.21   -> logsnr
-#:
-#: (The sampling noise of one case is about 0.02–0.03.) EDM's own Karras grid is close behind
-#: log-SNR here, at 10 and 50 steps too (sums 4.9 vs 4.5 and 0.39 vs 0.38); pass
-#: ``grid="karras"`` for the paper's sampler exactly.
-DEFAULT_GRIDS = {
-    "euler_maruyama": "uniform",
-    "predictor_corrector": "logsnr",
-    "probability_flow": "karras",
-    "exponential_integrator": "karras",
-    "ddim": "quadratic",
-    "dpm_solver": "logsnr",
-    "ancestral": "quadratic",
-    "edm": "logsnr",
-}
-
 
 def sample(eps_model, sde, shape, method: str = "dpm_solver", steps: int = 20,
            generator: torch.Generator | None = None, *, dtype=torch.float32, device="cpu",

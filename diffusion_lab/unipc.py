@@ -32,12 +32,12 @@ from torch import Tensor
 
 from ._checks import check_int
 from .dpm_multistep import effective_order
-from .samplers import _Run
+from .sampler_run import DEFAULT_GRIDS, _Run
 
 __all__ = ["unipc", "unic_coefficients", "DEFAULT_GRID"]
 
-#: the exponential-integrator family's grid (samplers.DEFAULT_GRIDS["dpm_solver"])
-DEFAULT_GRID = "logsnr"
+#: the grid ``grid=None`` takes: ``samplers.DEFAULT_GRIDS["unipc"]`` (measured; one source of truth)
+DEFAULT_GRID = DEFAULT_GRIDS["unipc"]
 
 
 def unic_coefficients(h: float, rks: list[float]) -> list[float]:
@@ -74,7 +74,6 @@ def unipc(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=N
         raise ValueError(f"order must be 1 or 2, got {order}")
     if not isinstance(corrector, bool):
         raise TypeError(f"corrector must be a bool, got {type(corrector).__name__}")
-    grid = DEFAULT_GRID if grid is None else grid
     run = _Run("unipc", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
                generator)
     hist: list[tuple[float, Tensor]] = []  # (λ, x̂_0) of the earlier points, oldest first
