@@ -21,6 +21,13 @@ after a jump is first order. NFE = ``steps`` + K · ``restart_steps`` (+ 1 with 
 The main grid is the method's ``grid`` with ``steps`` steps; t_lo is snapped to its nearest
 interior point (``info["t_restart"]`` gives the pair used), and each restart segment is the same
 kind of grid from t_hi down to t_lo.
+
+``restart_steps=None`` (the default) gives each segment as many steps as the main grid spends
+between its points nearest t_hi and t_lo (at least 2), so the segments refine with ``steps``
+and the sampler converges. A fixed count does not: with exact scores (sub-VP, Gaussian data,
+Karras grid, n = 10⁵) ``restart_steps=2`` leaves a covariance error of 0.067 at 25 steps and
+0.10 at 100 and 400, against 0.028 / 0.002 / 0.004 with 8 segment steps; the default gives
+0.033 / 0.002 / 0.004 (``info["restart_steps"]`` gives the count used: 4 / 15 / 59).
 """
 
 from __future__ import annotations
@@ -62,18 +69,26 @@ def _snap(grid: list[float], t_lo: float) -> int:
     return min(range(1, len(grid) - 1), key=lambda i: abs(grid[i] - t_lo))
 
 
+def _segment_steps(grid: list[float], j: int, t_hi: float) -> int:
+    """The main grid's number of steps from its point nearest t_hi down to t_lo = grid[j], >= 2."""
+    i_hi = min(range(j), key=lambda i: abs(grid[i] - t_hi))
+    return max(2, j - i_hi)
+
+
 def restart(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
             generator=None, progress=False, denoise=False, info=None,
-            t_restart=(0.1, 0.3), restarts=1, restart_steps=2) -> Tensor:
+            t_restart=(0.1, 0.3), restarts=1, restart_steps=None) -> Tensor:
     r"""Restart sampling with DPM-Solver++(2M) segments (see the module docstring).
 
     ``t_restart = (t_lo, t_hi)`` are times, t_end < t_lo < t_hi ≤ t_max (t_lo snapped to the
     main grid); ``restarts`` is K ≥ 0 (K = 0 is plain DPM-Solver++(2M) on the main grid) and
-    ``restart_steps`` the ODE steps of each restart segment. Randomness: only the jumps.
+    ``restart_steps`` the ODE steps of each restart segment (``None``: the main grid's own count
+    over [t_lo, t_hi], at least 2). Randomness: only the jumps.
     ``progress`` draws no bar here (the segments are short).
     """
     restarts = check_int(restarts, "restarts", minimum=0)
-    restart_steps = check_int(restart_steps, "restart_steps", minimum=1)
+    if restart_steps is not None:
+        restart_steps = check_int(restart_steps, "restart_steps", minimum=1)
     if not (isinstance(t_restart, (tuple, list)) and len(t_restart) == 2):
         raise ValueError(f"t_restart must be a pair (t_lo, t_hi), got {t_restart!r}")
     t_lo, t_hi = (check_positive(v, "t_restart") for v in t_restart)
@@ -86,6 +101,8 @@ def restart(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback
     t_lo = run.grid[j]
     if not t_lo < t_hi:
         raise ValueError(f"t_restart: t_hi={t_hi:g} must exceed the snapped t_lo={t_lo:g}")
+    if restart_steps is None:
+        restart_steps = _segment_steps(run.grid, j, t_hi)
     loop = time_grid(sde, restart_steps, t_lo, run.grid_kind, t_start=t_hi).tolist()
     segments = [(False, run.grid[:j + 1])]
     segments += [(True, loop)] * restarts
