@@ -11,7 +11,10 @@ import math
 import pytest
 import torch
 
+from diffusion_lab import restart as restart_module
+from diffusion_lab import sampler_run
 from diffusion_lab import samplers as S
+from diffusion_lab import unipc as unipc_module
 from diffusion_lab.oracles import GaussianOracle
 from diffusion_lab.sde import VESDE, VPSDE, SubVPSDE
 from diffusion_lab.timegrid import coefficients, time_grid
@@ -36,6 +39,11 @@ VARIANTS = [  # (method, options) covering every code path
     ("ancestral", {"variance": "beta"}),
     ("edm", {}),
     ("edm", {"s_churn": 10.0}),
+    ("restart", {}),
+    ("restart", {"restarts": 2, "restart_steps": 1, "t_restart": (0.2, 0.6)}),
+    ("unipc", {}),
+    ("unipc", {"order": 1}),
+    ("unipc", {"corrector": False}),
 ]
 
 
@@ -69,8 +77,17 @@ def _prior(n=16, seed=0, sde=None):
 # -- sample() and the registry ---------------------------------------------------------------
 def test_registry_and_dispatch(oracle, vp):
     assert set(S.SAMPLERS) == {"euler_maruyama", "predictor_corrector", "probability_flow",
-                               "exponential_integrator", "ddim", "dpm_solver", "ancestral", "edm"}
+                               "exponential_integrator", "ddim", "dpm_solver", "ancestral", "edm",
+                               "restart", "unipc"}
     assert set(S.DEFAULT_GRIDS) == set(S.SAMPLERS)
+    # one source of truth for the default grids: the modules' constants are DEFAULT_GRIDS' entries
+    assert unipc_module.DEFAULT_GRID == S.DEFAULT_GRIDS["unipc"]
+    assert restart_module.DEFAULT_GRID == S.DEFAULT_GRIDS["restart"]
+    assert S._Run is sampler_run._Run and S.DEFAULT_GRIDS is sampler_run.DEFAULT_GRIDS
+    for method in ("unipc", "restart"):  # grid=None is DEFAULT_GRIDS[method]
+        info = {}
+        S.sample(oracle, vp, (4, 2), method=method, steps=6, dtype=F64, info=info)
+        assert info["grid"] == S.DEFAULT_GRIDS[method]
     # sample() == prior draw + the sampler function, with the same generator stream
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     a = S.sample(oracle, vp, (8, 2), method="ddim", steps=5, generator=g1, dtype=F64, eta=0.3)
@@ -106,9 +123,18 @@ def test_seeds_nfe_callback_and_info(method, opts, oracle, vp):
     idx = [c[0] for c in calls]
     ts = [c[1] for c in calls]
     assert idx == list(range(len(calls))) and all(isinstance(t, float) for t in ts)
-    assert all(a > b for a, b in zip(ts, ts[1:], strict=False))
     assert ts[-1] == pytest.approx(vp.t_min, abs=1e-12)
     assert torch.equal(calls[-1][2], runs[2])
+    if method == "restart":  # main grid to t_lo, K × the segment t_hi → t_lo, main grid to t_end
+        k, seg = opts.get("restarts", 1), info["restart_steps"]
+        assert seg == opts.get("restart_steps", 2)  # None: the 6-step grid's count, floored at 2
+        (t_lo, t_hi), main = info["t_restart"], time_grid(vp, steps, kind=info["grid"]).tolist()
+        loop = time_grid(vp, seg, t_lo, info["grid"], t_start=t_hi).tolist()
+        j = main.index(t_lo)
+        assert ts == main[1:j + 1] + loop[1:] * k + main[j + 1:]
+        assert info["nfe"] == len(calls) == info["steps"] == steps + k * seg
+        return
+    assert all(a > b for a, b in zip(ts, ts[1:], strict=False))
     if opts.get("solver") == "rk45":
         assert info["steps"] == len(calls)
         assert info["nfe"] == 1 + 6 * (info["steps"] + info["rejected"])
@@ -192,10 +218,24 @@ def test_shared_argument_errors(kwargs, match, oracle, vp):
     ("dpm_solver", {"eta": -1.0}, "eta"),
     ("ancestral", {"variance": "fixed"}, "unknown variance 'fixed'"),
     ("ddim", {"snr": 0.1}, "unexpected keyword argument 'snr'"),
+    ("unipc", {"order": 3}, "order must be 1 or 2, got 3"),
+    ("unipc", {"corrector": 1}, "corrector must be a bool, got int"),
+    ("unipc", {"eta": 0.5}, "unexpected keyword argument 'eta'"),
+    ("restart", {"t_restart": (0.5, 0.3)}, r"t_restart must satisfy t_end < t_lo < t_hi"),
+    ("restart", {"t_restart": 0.3}, r"t_restart must be a pair \(t_lo, t_hi\), got 0.3"),
+    ("restart", {"t_restart": (0.1, 1.5)}, "t_restart must satisfy"),
+    ("restart", {"restarts": -1}, "restarts must be >= 0"),
+    ("restart", {"restart_steps": 0}, "restart_steps must be >= 1"),
+    ("restart", {"restart_steps": 1.5}, "restart_steps must be an int"),
+    ("restart", {"steps": 1}, "restart needs steps >= 2"),
+    ("restart", {"t_end": 0.2}, "t_restart must satisfy t_end < t_lo"),
 ])
 def test_method_option_errors(method, opts, match, oracle, vp):
+    opts = {"steps": 3, **opts}
     with pytest.raises((ValueError, TypeError), match=match):
-        S.SAMPLERS[method](oracle, vp, _prior(4), steps=3, **opts)
+        S.SAMPLERS[method](oracle, vp, _prior(4), **opts)
+    with pytest.raises((ValueError, TypeError), match=match):  # and through sample()
+        S.sample(oracle, vp, (4, 2), method=method, **opts)
 
 
 def test_bad_inputs_and_bad_models(oracle, vp):

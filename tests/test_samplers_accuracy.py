@@ -55,14 +55,15 @@ def assert_moments(x, mean, cov, z=5.0):
 # -- deterministic samplers vs the exact probability-flow map --------------------------------
 @pytest.mark.parametrize("sde_name", list(SDES))
 def test_point_mass_data_is_exact_for_ddim_and_dpm_solver(sde_name):
-    """For a point mass x̂_0 ≡ μ, and DDIM / DPM-Solver++ integrate the rest exactly."""
+    """For a point mass x̂_0 ≡ μ, and DDIM / DPM-Solver++ / UniPC integrate the rest exactly."""
     sde = SDES[sde_name]()
     o = GaussianOracle(sde, [0.7, -0.4], [[0.0, 0.0], [0.0, 0.0]])
     x1 = _prior(sde, 256)
     ref = o.pf_map(x1, 1.0, sde.t_min)
     for steps in (1, 2, 5, 20):
         for method, opts in [("ddim", {}), ("dpm_solver", {}), ("dpm_solver", {"order": 1}),
-                             ("exponential_integrator", {"stochastic": False})]:
+                             ("exponential_integrator", {"stochastic": False}), ("unipc", {}),
+                             ("unipc", {"order": 1})]:
             out = S.SAMPLERS[method](o, sde, x1, steps=steps, grid="uniform", **opts)
             assert _rms(out, ref) < 1e-10, (method, opts, steps, _rms(out, ref))
 
@@ -99,7 +100,8 @@ def _slope(method, opts, sde, grid, steps_list, n=256):
 
 
 # measured slopes (VP; VE): ddim 0.95; 0.96 · dpm++2M over 20..160: ~1.96; ~1.9
-# · euler 0.91 · heun 1.95 · rk4 4.15 (VP, uniform grid)
+# · euler 0.91 · heun 1.95 · rk4 4.15 (VP, uniform grid) · unipc over 20..80: 2.9; 2.9 (VP in
+# tests/test_unipc.py)
 @pytest.mark.parametrize("method,opts,sde_name,grid,steps_list,lo,hi", [
     ("ddim", {}, "vp", "logsnr", [10, 20, 40, 80], 0.85, 1.1),
     ("ddim", {}, "ve", "logsnr", [10, 20, 40, 80], 0.85, 1.1),
@@ -108,7 +110,8 @@ def _slope(method, opts, sde, grid, steps_list, n=256):
     ("probability_flow", {"solver": "euler"}, "vp", "uniform", [10, 20, 40, 80], 0.8, 1.1),
     ("probability_flow", {"solver": "heun"}, "vp", "uniform", [10, 20, 40, 80], 1.85, 2.15),
     ("probability_flow", {"solver": "rk4"}, "vp", "uniform", [10, 20, 40, 80], 3.7, 4.4),
-], ids=["ddim-vp", "ddim-ve", "dpm2m-vp", "dpm2m-ve", "pf-euler", "pf-heun", "pf-rk4"])
+    ("unipc", {}, "ve", "logsnr", [20, 40, 80], 2.6, 3.4),
+], ids=["ddim-vp", "ddim-ve", "dpm2m-vp", "dpm2m-ve", "pf-euler", "pf-heun", "pf-rk4", "unipc-ve"])
 def test_convergence_order(method, opts, sde_name, grid, steps_list, lo, hi):
     slope, errs = _slope(method, opts, SDES[sde_name](), grid, steps_list)
     assert lo < slope < hi, (slope, errs)
@@ -118,7 +121,7 @@ def test_mixture_deterministic_samplers_converge_to_tight_rk45():
     """No closed-form map for a mixture: an independent adaptive integrator (rtol 1e-9, itself
     within 2e-9 of rtol 1e-11) is the reference. Errors must fall with every doubling of the
     steps and end below ~2.5x the measured value (dpm 1.8e-3, ddim 5.5e-2, heun 5.2e-4,
-    rk4 6.2e-7 at 160 log-SNR steps)."""
+    rk4 6.2e-7, unipc 1.3e-4 at 160 log-SNR steps)."""
     sde = VPSDE()
     o = GaussianMixtureOracle(sde, [[-1.5, 0.0], [1.5, 0.5]], [[0.1, 0.3], [0.2, 0.2]],
                               weights=[0.3, 0.7])
@@ -126,7 +129,8 @@ def test_mixture_deterministic_samplers_converge_to_tight_rk45():
     ref = S.probability_flow(o, sde, x1, steps=10, solver="rk45", rtol=1e-9, atol=1e-9)
     for method, opts, tol in [("dpm_solver", {}, 5e-3), ("ddim", {}, 0.14),
                               ("probability_flow", {"solver": "heun"}, 1.3e-3),
-                              ("probability_flow", {"solver": "rk4"}, 1.6e-6)]:
+                              ("probability_flow", {"solver": "rk4"}, 1.6e-6),
+                              ("unipc", {}, 3.3e-4)]:
         errs = [_rms(S.SAMPLERS[method](o, sde, x1, steps=k, grid="logsnr", **opts), ref)
                 for k in (20, 40, 80, 160)]
         assert _decreasing(errs) and errs[-1] < tol, (method, errs)
@@ -145,12 +149,15 @@ DIST_CASES = [  # method, options, grid, steps (bias at n=20000 measured far bel
     ("dpm_solver", {}, "logsnr", 30),
     ("ancestral", {}, "quadratic", 300),
     ("ancestral", {"variance": "beta"}, "logsnr", 100),
+    ("restart", {}, "logsnr", 25),
+    ("restart", {"restarts": 2, "t_restart": (0.2, 0.6), "restart_steps": 6}, "logsnr", 30),
+    ("unipc", {}, "logsnr", 25),
 ]
 
 
 def _case_id(case):
     method, opts, grid, steps = case
-    return "-".join([method, *map(str, opts.values()), grid, str(steps)])
+    return "-".join([method, *map(str, opts.values()), grid, str(steps)]).replace(" ", "")
 
 
 @pytest.mark.parametrize("method,opts,grid,steps", DIST_CASES, ids=map(_case_id, DIST_CASES))
@@ -267,7 +274,7 @@ def test_karras_grid_is_uniform_in_sigma_tilde_to_the_one_over_rho(sde_name):
 # -- defaults: every method, with its default grid, reaches the data law --------------------
 DEFAULT_STEPS = {"euler_maruyama": 200, "predictor_corrector": 150, "probability_flow": 25,
                  "exponential_integrator": 100, "ddim": 100, "dpm_solver": 25, "ancestral": 150,
-                 "edm": 25}
+                 "edm": 25, "restart": 25, "unipc": 25}
 
 
 @pytest.mark.parametrize("method", list(S.SAMPLERS))
