@@ -100,7 +100,9 @@ def restart(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback
     j = _snap(run.grid, t_lo)
     t_lo = run.grid[j]
     if not t_lo < t_hi:
-        raise ValueError(f"t_restart: t_hi={t_hi:g} must exceed the snapped t_lo={t_lo:g}")
+        raise ValueError(f"t_restart: t_hi={t_hi:g} must exceed the snapped t_lo={t_lo:g} (the "
+                         f"{run.grid_kind!r} grid's interior point nearest t_lo at steps={run.steps}"
+                         "); use more steps or pass t_restart=(t_lo, t_hi) with a larger t_hi")
     if restart_steps is None:
         restart_steps = _segment_steps(run.grid, j, t_hi)
     loop = time_grid(sde, restart_steps, t_lo, run.grid_kind, t_start=t_hi).tolist()

@@ -145,11 +145,12 @@ def test_sampler_overflow_is_an_error_naming_the_step():
     def eps(x, t):
         return torch.full_like(x, 3e38)
 
+    opts = {"restart": {"t_restart": (0.2, 0.5)}}  # its default t_hi = 0.3 is below 3 steps' t_1
     for method in SAMPLERS:
         with pytest.raises(FloatingPointError, match=rf"^{method}: the sample became non-finite "
                            r"at step 0 \(t=0\.667\)"):
             sample(eps, VPSDE(), (4, 2), method=method, steps=3, grid="uniform",
-                   generator=torch.Generator().manual_seed(0))
+                   generator=torch.Generator().manual_seed(0), **opts.get(method, {}))
     with pytest.raises(FloatingPointError, match="non-finite"):  # the adaptive solver too
         sample(eps, VPSDE(), (4, 2), method="probability_flow", solver="rk45", steps=3)
 

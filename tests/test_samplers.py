@@ -228,6 +228,7 @@ def test_shared_argument_errors(kwargs, match, oracle, vp):
     ("restart", {"restart_steps": 0}, "restart_steps must be >= 1"),
     ("restart", {"restart_steps": 1.5}, "restart_steps must be an int"),
     ("restart", {"steps": 1}, "restart needs steps >= 2"),
+    ("restart", {"steps": 2}, r"t_hi=0.3 must exceed the snapped t_lo=0.3046.* use more steps"),
     ("restart", {"t_end": 0.2}, "t_restart must satisfy t_end < t_lo"),
 ])
 def test_method_option_errors(method, opts, match, oracle, vp):
