@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 from PIL import Image
 
 from diffusion_lab.__main__ import main
@@ -65,3 +66,33 @@ def test_sample_refuses_pickles_and_bad_arguments(tmp_path, capsys):
     assert err.startswith("error: refusing to load") and "pickle" in err and err.count("\n") == 1
     with pytest.raises(SystemExit):
         main(["train", "--dataset", "cifar", "--steps", "1", "--out", str(tmp_path / "c")])
+
+
+@pytest.mark.parametrize("method", ["unipc", "restart"])
+def test_sample_accepts_every_registered_sampler(tmp_path, monkeypatch, capsys, method):
+    """``--method`` choices come from SAMPLERS: unipc and restart parse and reach
+    ``GenerativeModel.generate``, which returns what the sampler itself returns there."""
+    from diffusion_lab.__main__ import build_parser
+
+    toy = os.path.join(os.path.dirname(__file__), "..", "data", "checkpoints", "toy_two_moons")
+    png = tmp_path / f"{method}.png"
+    argv = ["sample", "--checkpoint", toy, "--method", method, "--steps", "6", "--n", "32",
+            "--out", str(png), "--no-progress"]
+    assert build_parser().parse_args(argv).method == method
+    got = []
+    real = GenerativeModel.generate
+
+    def spy(self, n, **kw):
+        got.append((kw, real(self, n, **kw)))
+        return got[-1][1]
+
+    monkeypatch.setattr(GenerativeModel, "generate", spy)
+    assert main(argv) == 0 and Image.open(png).format == "PNG"
+    assert f"wrote 32 samples to {png}" in capsys.readouterr().out
+    (kw, x), = got
+    assert kw["method"] == method and kw["steps"] == 6 and kw["seed"] == 0
+    model = GenerativeModel.load(toy)
+    info = {}
+    assert torch.equal(x, real(model, 32, method=method, steps=6, seed=0, info=info))
+    assert info["method"] == method
+    assert not torch.equal(x, real(model, 32, method="dpm_solver", steps=6, seed=0))

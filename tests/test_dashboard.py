@@ -213,3 +213,16 @@ def test_the_2d_background_is_the_data_the_model_learned(dash):
     torch.testing.assert_close(x.std(0), data.std(0), atol=0.1, rtol=0)  # same scale ...
     torch.testing.assert_close(x.mean(0), data.mean(0), atol=0.1, rtol=0)  # ... and place
 
+
+
+def test_every_registered_sampler_is_offered_and_runs(dash):
+    """The sampler menus list SAMPLERS, the later-registered unipc and restart included, and
+    compare runs them from one seed (NFE: unipc 1 per step; restart 6 steps + a 2-step segment)."""
+    for menu in (dash.method, dash.methods):
+        assert list(menu.options) == list(SAMPLERS) and {"unipc", "restart"} <= set(menu.options)
+    model, card = _model(dash, "mnist_cond")
+    req = Request("mnist_cond", "compare", steps=6, n=2, seed=7, methods=("unipc", "restart"))
+    out = run(model, card, req)
+    assert [(r[0], r[3]) for r in out.rows] == [("unipc", 6), ("restart", 8)]
+    for method, x, _, _ in out.rows:
+        assert torch.equal(x, model.generate(2, method=method, steps=6, seed=7))

@@ -237,3 +237,24 @@ def test_checkpoints_folder_lists_only_generative_checkpoints_with_safe_names(tm
         serve(port=1, checkpoints=tmp_path / "empty")
     with pytest.raises(SystemExit, match="concurrency"):
         serve(port=1, checkpoints=tmp_path, concurrency=0)
+
+
+@pytest.mark.parametrize("method", ["unipc", "restart"])
+def test_every_registered_sampler_is_a_valid_method_and_runs(cards, method):
+    """The request schema's method Literal is built from SAMPLERS, so the samplers registered
+    later (unipc, restart) validate and run: a toy request, executed in-process, reports the
+    method and the sampler's own NFE (restart: 6 main steps + one 2-step segment), and its points
+    equal ``model.generate`` with the same settings."""
+    from diffusion_lab.samplers import SAMPLERS
+    from diffusion_lab.service.jobs import Work, execute
+
+    assert set(GenerateRequest.model_json_schema()["properties"]["method"]["enum"]) == set(SAMPLERS)
+    request = GenerateRequest.model_validate_json(
+        f'{{"model": "toy_two_moons", "n": 3, "method": "{method}", "steps": 6, "seed": 5}}')
+    job = check_against(request, cards["toy_two_moons"], "generate", seed=request.seed)
+    assert job.method == method and job.seed == 5
+    cache = ModelCache(cards, 1)
+    out = execute(Work(job), cache, threading.Event())
+    assert out["method"] == method and out["nfe"] == {"unipc": 6, "restart": 8}[method]
+    expected = cache.get("toy_two_moons").generate(3, method=method, steps=6, seed=5)
+    assert torch.equal(torch.tensor(out["points"], dtype=torch.float64), expected.double())
