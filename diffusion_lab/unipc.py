@@ -25,6 +25,11 @@ predictor step it corrects. A step's order drops to 1 without history or when th
 by more than 1/0.7 over the one before (:func:`diffusion_lab.dpm_multistep.effective_order`).
 One network call per step; ``denoise=True`` returns x̂_0 at ``t_end`` from the uncorrected last
 state (one more call), which is diffusers' default end (``final_sigmas_type="zero"``).
+
+Few steps on a real network: on the bundled MNIST model at 10 NFE, ``order=3, variant="bh1",
+grid="uniform", t_end=0.05, denoise=True, steps=9`` had the lowest FID measured (0.438 on the
+report seed, 1.26× the 1000-step ancestral reference; ``benchmarks/few_step_fid.py``). The
+default grid (log-SNR) is the one measured most accurate on exact oracles at 25 steps.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ VARIANTS = [  # (method, options) covering every code path
     ("unipc", {}),
     ("unipc", {"order": 1}),
     ("unipc", {"corrector": False}),
+    ("unipc", {"order": 3, "variant": "bh1"}),
 ]
 
 
@@ -218,7 +219,8 @@ def test_shared_argument_errors(kwargs, match, oracle, vp):
     ("dpm_solver", {"eta": -1.0}, "eta"),
     ("ancestral", {"variance": "fixed"}, "unknown variance 'fixed'"),
     ("ddim", {"snr": 0.1}, "unexpected keyword argument 'snr'"),
-    ("unipc", {"order": 3}, "order must be 1 or 2, got 3"),
+    ("unipc", {"order": 4}, "order must be 1, 2 or 3, got 4"),
+    ("unipc", {"variant": "bh3"}, "unknown variant 'bh3'; valid: bh1, bh2"),
     ("unipc", {"corrector": 1}, "corrector must be a bool, got int"),
     ("unipc", {"eta": 0.5}, "unexpected keyword argument 'eta'"),
     ("restart", {"t_restart": (0.5, 0.3)}, r"t_restart must satisfy t_end < t_lo < t_hi"),

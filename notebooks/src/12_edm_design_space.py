@@ -27,7 +27,9 @@
 # Good output: every check prints `ok`; the fitted orders are ≈ 1 (DDIM), ≈ 2 (DPM-Solver++(2M),
 # EDM-Heun), ≈ 4 (DPM-Solver++(3M) on the log-SNR grid, this problem); the FID table shows the
 # deterministic samplers levelling off near 0.52 while ancestral sampling keeps falling, and
-# the best 10-NFE rows (ours and diffusers', UniPC first) at 0.48–0.53 — above the target line.
+# the best 10-NFE row, the package's UniPC-3 ending at t = 0.05, at 0.44 on the report seed:
+# under the 1.3× target line (0.452) and below diffusers' best (0.48); on two other seeds the
+# same sampler scores 0.48 and 0.51.
 #
 # **Learning goals.** After this notebook you can
 # 1. write every process of the package as $x=s(t)\,(x_0+\tilde\sigma z)$ with $s=m$,
@@ -263,7 +265,11 @@ print("ok: the Karras grid formula and a 10-line EDM-Heun equal the package's")
 # solution from the same $x_1$ (VP, 2-D data with full covariance, 256 samples). Each sampler
 # runs at NFE 10, 20, 40, 80 on the four grids; the order is the fitted slope of
 # $\log\text{error}$ vs $\log\text{NFE}$. EDM-Heun and PF-Heun use two calls per step
-# ($2N-1$ for EDM, whose last step is Euler); the others one.
+# ($2N-1$ for EDM, whose last step is Euler); the others one. UniPC (`diffusion_lab.unipc`,
+# Zhao et al. 2023) reuses the call the next step needs anyway: the network's $\hat x_0$ at the
+# *predicted* state corrects that state (UniC) before the next prediction, which raises the order
+# of a $p$-step multistep predictor to $p+1$ at no extra NFE; `unipc2` is 2M + UniC, `unipc3` the
+# third-order predictor + UniC with $B(h)=-h$ (the paper's "bh1").
 
 # %%
 SAMPLERS = {  # label: (method, options, NFE → steps)
@@ -272,6 +278,8 @@ SAMPLERS = {  # label: (method, options, NFE → steps)
     "dpm3m": ("dpm_solver", {"order": 3}, lambda n: n),
     "edm_heun": ("edm", {}, lambda n: (n + 1) // 2),
     "pf_heun": ("probability_flow", {"solver": "heun"}, lambda n: n // 2),
+    "unipc2": ("unipc", {}, lambda n: n),
+    "unipc3": ("unipc", {"order": 3, "variant": "bh1"}, lambda n: n),
 }
 GRIDS = ["uniform", "quadratic", "logsnr", "karras"]
 NFES = [10, 20, 40, 80]
@@ -299,7 +307,9 @@ assert 0.8 < orders["ddim", "logsnr"] < 1.2
 assert 1.7 < orders["dpm2m", "logsnr"] < 2.3
 assert 1.7 < orders["edm_heun", "karras"] < 2.4 and 1.7 < orders["pf_heun", "karras"] < 2.4
 assert orders["dpm3m", "logsnr"] > 3.3
-print("ok: DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun ≈ 2, DPM-Solver++(3M) > 3 on their grids")
+assert 2.5 < orders["unipc2", "logsnr"] < 3.2  # the corrector adds one order to 2M, no NFE
+print("ok: DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun ≈ 2, DPM-Solver++(3M) > 3, UniPC-2 ≈ 3 "
+      "on their grids")
 
 # %% [markdown]
 # The error itself, at each NFE, on each sampler's best grid (log-SNR for the exponential
@@ -308,7 +318,7 @@ print("ok: DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun ≈ 2, DPM-Solver++(3M) > 3 
 # %%
 # NBVAL_CHECK_OUTPUT
 best = {"ddim": "logsnr", "dpm2m": "logsnr", "dpm3m": "logsnr", "edm_heun": "karras",
-        "pf_heun": "karras"}
+        "pf_heun": "karras", "unipc2": "logsnr", "unipc3": "logsnr"}
 print(f"{'sampler':10s} {'grid':8s}" + "".join(f"{'NFE ' + str(n):>10s}" for n in NFES))
 for label, grid in best.items():
     print(f"{label:10s} {grid:8s}" + "".join(f"{v:10.1e}" for v in errors[label, grid]))
@@ -316,6 +326,11 @@ e2, e3 = errors["dpm2m", "logsnr"], errors["dpm3m", "logsnr"]
 assert all(a < b for a, b in zip(e3[1:], e2[1:], strict=True))  # 3M wins from 20 NFE on
 print("ok: 3M beats 2M from 20 NFE on; at 10 NFE they are within "
       f"{'a factor 1.5' if max(e2[0], e3[0]) < 1.5 * min(e2[0], e3[0]) else 'more than 1.5×'}")
+u2, u3 = errors["unipc2", "logsnr"], errors["unipc3", "logsnr"]
+assert all(a < b for a, b in zip(u2[1:], e2[1:], strict=True))  # UniPC-2 wins from 20 NFE on
+assert all(a < b for a, b in zip(u3, e3, strict=True))  # UniPC-3 at every NFE
+print("ok: with the same calls UniPC-2 beats 2M from 20 NFE on and UniPC-3 beats 3M at every "
+      f"NFE; at 10 NFE UniPC-3 is {e3[0] / u3[0]:.0f}× more accurate than 3M")
 
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), sharey=True)
 for ax, grid in zip(axes, GRIDS, strict=True):
@@ -365,8 +380,9 @@ for label, method, steps, opts in [("edm churn 20", "edm", 60, {"s_churn": 20.0}
 # network, seed 0, n = 2000, features and reference set; measured on a GPU); the rows of
 # `few_step_fid.csv` were measured on a 2-core CPU. That CSV holds two kinds of rows
 # (column `role`): **report** rows, n = 2000 and seed 0 like the reference, and **tuning** rows,
-# n = 500 and seeds 1–2, used only to choose a configuration — so the reported number is not
-# the best of many tries on the very samples it is scored on. The table reads both CSVs.
+# seeds 1–2 (n = 500 for the first screening, n = 2000 for the finalists), used only to choose a
+# configuration — so the reported number is not the best of many tries on the very samples it
+# is scored on. The table reads both CSVs.
 
 # %%
 def read(path):
@@ -413,24 +429,56 @@ assert rk45["pf_rk45 tol=0.0001"] > 1.3 * ref
 # discretisation error is far larger.
 #
 # **The end of the trajectory matters.** diffusers' schedulers by default
-# (`final_sigmas_type="zero"`) make their last network call at $k=100$ ($t=0.1$ here) and
-# return $\hat x_0$ from there, instead of integrating on to $t=10^{-3}$. The package reproduces
-# that with `grid="uniform", t_end=0.1, denoise=True` (9 steps + the $\hat x_0$ call: the
-# `_end01` rows). That output is not a sample of the ODE's $p_0$ but the posterior mean
-# $E[x_0\mid x_{0.1}]$ of its state at $t=0.1$ — a different law, which is why a 10-NFE solver
-# can score *below* the 100-NFE ODE value. The report rows at 10 NFE (printed in the table):
+# (`final_sigmas_type="zero"`) make their last network call at timestep $k = 1000/N$ for $N$
+# calls ($t = 0.1$ at 10 NFE, $t = 0.05$ at 20) and return $\hat x_0$ from there, instead of
+# integrating on to $t=10^{-3}$. The package does the same with `t_end=..., denoise=True`
+# ($N-1$ steps + the $\hat x_0$ call). That output is not a sample of the ODE's $p_0$ but the
+# posterior mean $E[x_0\mid x_t]$ of its state at $t$ — a different law, which is why a 10-NFE
+# solver can score *below* the 100-NFE ODE value. Where should it stop? `few_step_fid.py
+# --floor` follows one accurate ODE solve (UniPC, 30 log-SNR steps) and scores $\hat x_0$ at
+# every grid time: the FID a sampler ending at that $t$ would reach once its own ODE error is
+# gone. It was measured on seeds 1 and 2 (not on the report seed, so the choice of $t$ is not
+# fitted to the samples it is scored on).
+
+# %%
+floor_rows = read(RESULTS / "few_step_fid_floor.csv")
+floor = {}
+for r in floor_rows:
+    floor.setdefault(int(r["seed"]), {})[float(r["t"])] = float(r["fid"])
+ts_floor = sorted({t for v in floor.values() for t in v}, reverse=True)
+print("FID of x̂0(x_t, t) along an accurate ODE solve (n = 2000)")
+print(f"{'t':>8s}" + "".join(f"{'seed ' + str(sd):>10s}" for sd in floor))
+for t in ts_floor:
+    print(f"{t:8.4f}" + "".join(f"{v[t]:10.3f}" if t in v else f"{'—':>10s}" for v in floor.values()))
+t_best = {sd: min(v, key=v.get) for sd, v in floor.items()}
+assert all(abs(t - 0.0536) < 1e-3 for t in t_best.values()), t_best
+assert all(v[0.103447] > v[t_best[sd]] + 0.05 for sd, v in floor.items())  # t = 0.1 is too early
+print(f"lowest on every seed at t = {t_best[1]:.3f}: "
+      + ", ".join(f"seed {sd} {v[t_best[sd]]:.3f}" for sd, v in floor.items()))
+
+# %% [markdown]
+# On both seeds the floor is lowest at $t\approx0.054$ and higher on both sides: $\hat x_0$
+# taken earlier is too blurred (at $t=0.1$ already ≥ 0.05 worse), taken later it carries more of
+# the network's own ODE error (towards the ≈ 0.52 of a solve to $t_\text{min}$). So a 10-NFE
+# sampler should end near $t = 0.05$ — not at diffusers' $0.1$ — *and* be accurate enough to get
+# there in 9 steps. Among the deterministic solvers tried at 10 NFE (UniPC-2/-3 with either
+# $B(h)$, DPM-Solver++(2M)/(3M), on the uniform, quadratic, log-SNR and Karras grids), UniPC-3
+# with $B(h)=-h$ on the uniform grid came closest to the accurate solve's $\hat x_0$ at
+# $t=0.05$ (per-image RMS 1.77 against 2.27 for UniPC-2, 128 images of seed 1; a scratch
+# measurement, not in the CSVs), so that is the configuration measured at n = 2000:
+# `unipc3_bh1_end005`.
 #
-# * deterministic: DPM-Solver++(2M) `dpm2m_end01` and the package's UniPC (`unipc_end01`:
-#   `diffusion_lab.unipc`, the UniC corrector on top of 2M, order 3 at one call per step) against
-#   diffusers' `dpm_zero` and `unipc_zero` on the same network and $x_1$;
-# * stochastic: SDE-DPM-Solver++(2M) with η = 1 (`sde2m_end01`) draws the same noise as
-#   diffusers' `sde_dpm_zero` from the same generator, takes the same steps, and scores the same;
-#   η = 1.5 (`sde2m_eta15_end01`, the configuration the tuning rows pointed to) scored worse on
-#   the report seed — the tuning rows could not tell them apart (below).
-#
-# None of them reaches the target: the cell below prints the best of ours and of diffusers at
-# 10 NFE and their ratios (at 10 NFE the package's UniPC is the best row, a little below
-# diffusers' UniPC, and ≈ 1.37× the reference against the 1.3× asked for).
+# The report rows at 10 NFE (printed in the table): our UniPC-3 to $t=0.05$; the earlier best,
+# UniPC-2 with diffusers' end (`unipc_end01`); DPM-Solver++(2M) `dpm2m_end01`; SDE-DPM-Solver++(2M)
+# with η = 1 (`sde2m_end01`, which draws the same noise as diffusers' `sde_dpm_zero` from the same
+# generator and scores the same) and η = 1.5; and diffusers' `dpm_zero`, `sde_dpm_zero` and
+# `unipc_zero` (order 2, bh2: its defaults) on the same network and $x_1$. The cell below prints
+# the best of ours and of diffusers at each NFE measured by both, and their ratios. At 20 NFE
+# diffusers' UniPC ends at $k=50$, i.e. $t\approx0.05$ too: there the two UniPCs score within
+# 1 % of each other, within 5 % of the 1000-step reference, while our UniPC-2 still ending at
+# $t=0.1$ is worse than either — the end point, not the solver, decides most of it. At 5 NFE
+# the opposite holds: 4 steps cannot get to $t=0.05$ accurately, and ending at $t=0.1$ scores
+# less than half as much; diffusers' 5-call default ends at $t=0.2$ and is worse still.
 
 # %%
 theirs = {k: v for k, v in rows.items() if "(diffusers)" in k[0]}
@@ -442,11 +490,51 @@ for n in nfes:
         print(f"NFE {n}: best ours {bo[1]} {bo[0]:.3f}, best diffusers {bt[1]} {bt[0]:.3f}, "
               f"ours/theirs = {bo[0] / bt[0]:.2f}; ours/reference = {bo[0] / ref:.2f}")
 r10 = {k[0]: v for k, v in rows.items() if k[1] == 10}
-assert min(r10.values()) > 1.3 * ref  # the few-step target is not met at 10 NFE, by anyone
-assert min(ours[k] for k in ours if k[1] == 10) <= min(theirs[k] for k in theirs if k[1] == 10)
+best10 = min((v, k) for k, v in r10.items() if "(diffusers)" not in k)
+assert best10[1] == "unipc3_bh1_end005 (ours)" and best10[0] <= 1.3 * ref  # the target, seed 0
+assert best10[0] < min(v for k, v in r10.items() if "(diffusers)" in k)  # ours/theirs < 1
 assert abs(r10["sde2m_end01 (ours)"] / r10["sde_dpm_zero (diffusers)"] - 1) < 0.01  # same noise
 assert r10["sde2m_eta15_end01 (ours)"] > r10["sde2m_end01 (ours)"]  # the tuned η did not hold up
 assert r10["unipc_end01 (ours)"] < r10["dpm2m_end01 (ours)"] < min(ode_100.values())
+r20 = {k[0]: v for k, v in rows.items() if k[1] == 20}
+assert abs(r20["unipc3_bh1_end005 (ours)"] / r20["unipc_zero (diffusers)"] - 1) < 0.01
+assert r20["unipc3_bh1_end005 (ours)"] < 1.05 * ref < r20["unipc_end01 (ours)"]
+r5 = {k[0]: v for k, v in rows.items() if k[1] == 5}
+assert r5["unipc_end01 (ours)"] < 0.5 * r5["unipc3_bh1_end005 (ours)"]  # at 5 NFE: end at 0.1
+assert r5["unipc_zero (diffusers)"] > r5["unipc3_bh1_end005 (ours)"]
+
+# %% [markdown]
+# **One seed is not enough.** The reference (0.348) was measured on seed 0 only — 1000 steps at
+# n = 2000 are ≈ 3.5 hours on this CPU — and the 1.3× target is met on that seed. The same
+# samplers on other seeds (n = 2000, the tuning rows) tell how much of that is the seed:
+
+# %%
+by_seed = {}
+for r in few_all:
+    if int(r["n"]) == 2000 and int(r["nfe"]) == 10 and r["family"] == "ours":
+        by_seed.setdefault(r["config"], {})[int(r["seed"])] = float(r["fid"])
+multi = {c: v for c, v in by_seed.items() if len(v) > 1}
+print(f"{'10 NFE, n = 2000':24s}" + "".join(f"{'seed ' + str(sd):>9s}" for sd in (0, 1, 2)))
+for c, v in sorted(multi.items(), key=lambda kv: kv[1][0]):
+    print(f"{c:24s}" + "".join(f"{v[sd]:9.3f}" if sd in v else f"{'—':>9s}" for sd in (0, 1, 2)))
+new, old = by_seed["unipc3_bh1_end005"], by_seed["unipc_end01"]
+gains = {sd: old[sd] - new[sd] for sd in new if sd in old}
+assert len(gains) == 3 and all(g > 0 for g in gains.values())
+spread = max(new.values()) - min(new.values())
+print("the new sampler is lower on every seed, by "
+      + ", ".join(f"{g:.3f} (seed {sd})" for sd, g in sorted(gains.items()))
+      + f"; its own FID varies by {spread:.3f} between seeds")
+assert spread > 1.3 * ref - new[0]  # the seed-to-seed spread exceeds the margin to the target
+assert all(0.01 < g < 0.05 for g in gains.values())
+assert all(v[0] < min(f for sd, f in v.items() if sd != 0) for v in multi.values() if 0 in v)
+
+# %% [markdown]
+# So the claim has two parts of different strength. *Paired* (same $x_1$, same seed), UniPC-3
+# ending at $t=0.05$ beats the previous best on every seed measured, by 0.015–0.042 — that is a
+# property of the sampler. *Against the reference*, 1.26× holds on the reference's own seed;
+# the spread between seeds (printed) is larger than the margin to the 1.3× line, and the other
+# seeds score higher than seed 0 for every sampler measured on them; without a reference on
+# those seeds we cannot say what the ratio would be there.
 
 # %% [markdown]
 # **The tuning rows.** Config names: `sde2m` is SDE-DPM-Solver++(2M) (η = 1, the reverse SDE;
@@ -518,14 +606,17 @@ player.show(animate=False, n_static=4)
 #   $c_\text{skip}=\sigma_d^2/(\sigma^2+\sigma_d^2)$, $c_\text{out}=\sigma\sigma_d/\sqrt{\sigma^2+\sigma_d^2}$
 #   (checked by simulation); ε- and $x_0$-prediction are $(c_\text{skip},c_\text{out})=(1,-\sigma)$ and
 #   $(0,1)$; the loss weight $1/c_\text{out}^2$ turns the denoising loss into $\|F-F_\text{target}\|^2$.
-# - On an exact oracle the fitted orders are DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun (EDM, PF) ≈ 2 and
-#   DPM-Solver++(3M) above 3 on the log-SNR grid; 3M pays from 20 NFE on, not at 10.
+# - On an exact oracle the fitted orders are DDIM ≈ 1, DPM-Solver++(2M) ≈ 2, Heun (EDM, PF) ≈ 2,
+#   UniPC-2 ≈ 3 and DPM-Solver++(3M) above 3 on the log-SNR grid; 3M pays from 20 NFE on, not at
+#   10; UniPC-3 is more accurate than 3M at every NFE measured, at the same calls.
 # - On the MNIST network accurate ODE solves to $t_\text{min}$ level off at this network's ODE FID
-#   (≈ 0.52–0.53 > the 1.3× target 0.452). Ending with $\hat x_0$ at t = 0.1 (`t_end=0.1,
-#   denoise=True`, diffusers' default end) changes the output law and is the best 10-NFE ending
-#   measured, for ODE and SDE samplers alike; the log-SNR and Karras grids ending at
-#   $t_\text{min}$ are far worse at 10 NFE. The few-step target is still not met at 10 NFE by any
-#   sampler measured here, ours or diffusers'; the ratios are printed in section 5.
+#   (≈ 0.52–0.53 > the 1.3× target 0.452). Ending with $\hat x_0$ instead (`t_end=...,
+#   denoise=True`, as diffusers does by default) changes the output law: the FID of $\hat x_0$
+#   along an accurate solve is lowest at $t\approx0.05$ (seeds 1–2), not at diffusers' 10-NFE
+#   end $t=0.1$. UniPC-3 ($B(h)=-h$) ending at 0.05 reaches 1.26× the reference at 10 NFE on the
+#   report seed (target 1.3×), below diffusers' best; it beats the previous best on every seed,
+#   but its FID moves between seeds by more than the margin to the target. The log-SNR and
+#   Karras grids ending at $t_\text{min}$ are far worse at 10 NFE.
 # - Tuning on n = 500 could not rank configurations within ≈ 0.2 FID (the same configuration
 #   differs that much between two seeds), so the η chosen there did not hold up at n = 2000:
 #   a small-n tuning run needs several seeds, or a larger n, to be worth its cost.
