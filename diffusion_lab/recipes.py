@@ -1,7 +1,7 @@
 """Training recipes: named sets of ``train`` options, measured to do one job well.
 
 ``python -m diffusion_lab train --recipe cpu-mnist --out runs/mine`` trains a class-conditional
-MNIST model from scratch on the offline digits in about 10 minutes of 2 CPU threads; any
+MNIST model from scratch on the offline digits in about 7 minutes of 2 CPU threads; any
 option given on the command line overrides the recipe's value (``--steps 300`` for a short
 try). What each choice is and why (measured in ``benchmarks/cpu_recipe.py``, results in
 ``benchmarks/results/cpu_recipe_*.csv``) is in :data:`RECIPES`' ``why``; the model card of a
@@ -28,7 +28,7 @@ class Recipe:
 
 CPU_MNIST = Recipe(
     name="cpu-mnist",
-    summary="class-conditional MNIST digits from scratch in about 10 minutes of 2 CPU threads",
+    summary="class-conditional MNIST digits from scratch in about 7 minutes of 2 CPU threads",
     options=dict(
         dataset="mnist", class_conditional=True, label_dropout=0.1,
         base_channels=16, channel_mults=[1, 2, 2], num_res_blocks=1, attention_resolutions=[],

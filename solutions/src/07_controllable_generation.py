@@ -136,16 +136,21 @@ checks.check_cfg_eps(cfg_eps);
 # is a different process (lesson 07 and `tests/test_inpainting.py`: mean 0.94 instead of 1.35).
 # ### END ANSWER
 #
-# *Q2. The package's default inpainting keeps, of several completions, the one the model finds
-# most consistent with the known pixels. What does this do to the law of the output, and why can
-# it still be the right default?*
+# *Q2. For a class-conditional model the package's default inpainting (`projection_by_class`)
+# completes the known half once as each class and keeps the completion whose class best explains
+# the known pixels; without classes the default (`projection_best_of`) keeps, of six completions,
+# the one the model finds most consistent with them. What do these choices do to the law of the
+# output, and why can they still be the right default?*
 #
 # ### BEGIN ANSWER
-# It is no longer a sample of $p(x_F\mid x_O=k)$: the choice favours the self-consistent, typical
-# completions, so the output law is narrower than the posterior (the lesson measures the variance
-# shrinking on the Gaussian). For a user who wants *one good completion* (the digit still reads as
-# itself), that bias is what they ask for; for imputation with honest uncertainty one should use a
-# single-candidate sampler (the x̂₀-projection) and draw several.
+# Neither output is a sample of $p(x_F\mid x_O=k)$. Choosing the class is a MAP decision: the
+# output never mixes classes in proportion to their posterior, so an ambiguous half (a 3 or an
+# 8?) always becomes the single most likely reading, then one completion given that class.
+# Keeping the most self-consistent of several completions favours typical ones, so the output
+# law is narrower than the posterior (the lesson measures the variance shrinking on the Gaussian).
+# For a user who wants *one good completion* (the digit still reads as itself), that bias is what
+# they ask for; for imputation with honest uncertainty one should use a single-candidate sampler
+# (the x̂₀-projection) and draw several.
 # ### END ANSWER
 #
 # *Q3. What do guidance weights w = 0, 1 and 4 sample, in the package's convention?*
