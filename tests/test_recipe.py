@@ -37,6 +37,7 @@ def test_min_snr_eps_loss_is_the_capped_snr_weighted_x0_loss(sde):
     t = torch.linspace(0.002, 1.0, 64)
     z = torch.randn_like(x0)
     gamma = 5.0
+    net.requires_grad_(False)  # values only: no graph, no grad-to-scalar warning
     got = eps_loss(net, sde, x0, t, z, weight=min_snr_weight(sde, t, gamma))
     m, s = sde.marginal(t)
     xt = m[:, None] * x0 + s[:, None] * z
