@@ -211,10 +211,10 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def append_row(path: Path, row: dict) -> None:
+def append_row(path: Path, row: dict, fields: list[str] = FIELDS) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w = csv.DictWriter(fh, fieldnames=fields)
         if new:
             w.writeheader()
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -321,12 +321,7 @@ def floor(args) -> None:
         if s <= 0.45:
             row = {"seed": args.seed, "n": args.n, "steps": args.floor_steps, "t": s,
                    "fid": score(x0_hat.clamp(-1.0, 1.0))}
-            new = not path.exists()
-            with open(path, "a", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=FLOOR_FIELDS)
-                if new:
-                    w.writeheader()
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            append_row(path, row, FLOOR_FIELDS)
             print(row, flush=True)
 
     with torch.no_grad():

@@ -19,8 +19,7 @@ hφ_1 = φ, hφ_2 = φ/(−h) − 1); p = 1: ρ^c = ½. The next predictor start
 x_t^c with the same m̂_t. UniC-p is exact when x̂_0 is a polynomial of degree p in λ, UniP-3
 when it is a quadratic (tests/test_unipc.py). B(h) only changes the weights of the
 higher-order terms: both are ≈ −h for small h. As in diffusers' ``UniPCMultistepScheduler``
-(predict_x0),
-the corrector is used at every step but the first; the corrector's order is the order of the
+(predict_x0), the corrector is used at every step but the first; the corrector's order is the order of the
 predictor step it corrects. A step's order drops to 1 without history or when the step grows
 by more than 1/0.7 over the one before (:func:`diffusion_lab.dpm_multistep.effective_order`).
 One network call per step; ``denoise=True`` returns x̂_0 at ``t_end`` from the uncorrected last
@@ -47,15 +46,20 @@ __all__ = ["unipc", "unic_coefficients", "unip_coefficients", "DEFAULT_GRID", "V
 
 #: the grid ``grid=None`` takes: ``samplers.DEFAULT_GRIDS["unipc"]`` (measured; one source of truth)
 DEFAULT_GRID = DEFAULT_GRIDS["unipc"]
-#: the two choices of B(h) of the paper (its Table 6: bh1 for few-step unconditional sampling)
+#: the two choices of B(h) of the paper (it prefers bh1 for few-step unconditional sampling)
 VARIANTS = ("bh1", "bh2")
 
 
-def _system(h: float, rks: list[float], variant: str) -> tuple[Tensor, Tensor, float]:
-    """R, b and B(h) for the points ``rks`` + [1]: R_ik = r_k^{i−1}, b_i = i! hφ_{i+1}(−h)/B(h)."""
+def _big_b(h: float, variant: str) -> float:
+    """B(h): −h ("bh1") or e^{−h} − 1 ("bh2")."""
+    return -h if variant == "bh1" else math.expm1(-h)
+
+
+def _system(h: float, rks: list[float], variant: str) -> tuple[Tensor, Tensor]:
+    """R and b for the points ``rks`` + [1]: R_ik = r_k^{i−1}, b_i = i! hφ_{i+1}(−h)/B(h)."""
     hh = -h
     phi = math.expm1(hh)  # hφ_1(−h) = e^{−h} − 1
-    big_b = hh if variant == "bh1" else phi
+    big_b = _big_b(h, variant)
     r = [*rks, 1.0]
     h_phi_k, fact, b = phi / hh - 1.0, 1.0, []
     for i in range(1, len(r) + 1):
@@ -64,14 +68,14 @@ def _system(h: float, rks: list[float], variant: str) -> tuple[Tensor, Tensor, f
         h_phi_k = h_phi_k / hh - 1.0 / fact
     R = torch.tensor([[rk ** (i - 1) for rk in r] for i in range(1, len(r) + 1)],
                      dtype=torch.float64)
-    return R, torch.tensor(b, dtype=torch.float64), big_b
+    return R, torch.tensor(b, dtype=torch.float64)
 
 
 def unic_coefficients(h: float, rks: list[float], variant: str = "bh2") -> list[float]:
     """ρ^c of UniC-p for p = len(rks) + 1 points (``rks``: r_k of the earlier points)."""
     if not rks:
         return [0.5]
-    R, b, _ = _system(h, rks, variant)
+    R, b = _system(h, rks, variant)
     return torch.linalg.solve(R, b).tolist()
 
 
@@ -79,15 +83,14 @@ def unip_coefficients(h: float, rks: list[float], variant: str = "bh2") -> list[
     """ρ^p of UniP-p for p = len(rks) + 1 ≥ 2 (p = 2: ½; else the first p − 1 rows of R ρ = b)."""
     if len(rks) == 1:
         return [0.5]
-    R, b, _ = _system(h, rks, variant)
+    R, b = _system(h, rks, variant)
     return torch.linalg.solve(R[:-1, :-1], b[:-1]).tolist()
 
 
 def _base(x: Tensor, m0: Tensor, cs, ct, variant: str) -> tuple[Tensor, float]:
     """(σ_t/σ_s) x − m_t φ m_0 and the factor m_t B(h) of the higher-order terms."""
     h = ct.lam - cs.lam
-    phi = math.expm1(-h)
-    return (ct.sigma / cs.sigma) * x - ct.m * phi * m0, ct.m * (-h if variant == "bh1" else phi)
+    return (ct.sigma / cs.sigma) * x - ct.m * math.expm1(-h) * m0, ct.m * _big_b(h, variant)
 
 
 def unipc(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
@@ -106,19 +109,18 @@ def unipc(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=N
                generator)
     hist: list[tuple[float, Tensor]] = []  # (λ, x̂_0) of the last `order` points, oldest first
     hs: list[float] = []
-    last = None  # (x_{s0}, coefficients at s0, the history it used) of the step just taken
-    p_last = 1
+    last = None  # (x_{s0}, coefficients at s0, the history it used, its order) of the last step
     for i, s, t in run.intervals():
         cs, ct = run.coef(s), run.coef(t)
         m_s = run.x0(x, run.eps(x, s), s)
         if corrector and last is not None:
-            x = _correct(last[0], last[1], m_s, last[2], cs, p_last, variant)
-        hist = [*hist[len(hist) - order + 1:], (cs.lam, m_s)] if order > 1 else [(cs.lam, m_s)]
-        hs = [*hs[len(hs) - order + 1:], ct.lam - cs.lam] if order > 1 else [ct.lam - cs.lam]
+            x_s0, cs0, hist0, p0 = last
+            x = _correct(x_s0, cs0, m_s, hist0, cs, p0, variant)
+        hist = [*hist[len(hist) - order + 1:], (cs.lam, m_s)]  # keeps the last `order` points
+        hs = [*hs[len(hs) - order + 1:], ct.lam - cs.lam]
         p = effective_order(order, hs)
-        last = (x, cs, hist)
+        last = (x, cs, hist, p)
         x = _predict(x, hist, cs, ct, p, variant)
-        p_last = p
         run.emit(i, t, x, m_s)
     return run.finish(x, denoise, order=order, corrector=corrector, variant=variant)
 
