@@ -181,10 +181,11 @@ def quality(args) -> None:
         rows += [dict(run=f"recipe (bundled {Path(ck).name})", out=Path(ck))
                  for ck in args.checkpoints]
         for row in rows:  # FID only on the time curve: it is the slow part
-            row.update(score(row.pop("out"), real, with_fid=_is_curve(row["run"])))
+            row["kind"] = run_kind(row["run"])
+            row.update(score(row.pop("out"), real, with_fid=row["kind"] == "curve"))
             print(row, flush=True)
     _write(RESULTS / "cpu_recipe_quality.csv", rows)
-    plot_quality([r for r in rows if _is_curve(r["run"])])
+    plot_quality([r for r in rows if r["kind"] == "curve"])
 
 
 def _options_of(run: Path) -> str:
@@ -195,10 +196,12 @@ def _options_of(run: Path) -> str:
     return " ".join(command[command.index("cpu-mnist") + 1:command.index("--out")])
 
 
-def _is_curve(run: str) -> bool:
-    """Rows of the time curve: the recipe with only --steps changed (others are ablations)."""
+def run_kind(run: str) -> str:
+    """``"curve"`` for the time curve (the recipe with only ``--steps`` changed, or a bundled
+    full run), ``"ablation"`` for a run with one more choice changed; the CSV's ``kind``."""
     extra = run.split()[1:]
-    return extra[:1] == ["(bundled"] or (len(extra) == 2 and extra[0] == "--steps")
+    curve = extra[:1] == ["(bundled"] or (len(extra) == 2 and extra[0] == "--steps")
+    return "curve" if curve else "ablation"
 
 
 def plot_quality(rows) -> None:

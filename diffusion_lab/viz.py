@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from ._checks import check_int
+
 __all__ = [
     "image_grid",
     "show_images",
@@ -24,6 +26,7 @@ __all__ = [
     "quiver_field",
     "plot_schedules",
     "frame_kind",
+    "read_image_grid",
 ]
 
 
@@ -61,6 +64,34 @@ def image_grid(x: Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarr
         nrow = int(np.ceil(np.sqrt(x.shape[0])))
     grid = make_grid((x + 1.0) / 2.0, nrow=nrow, padding=padding, pad_value=0.5)
     return grid.permute(1, 2, 0).numpy()
+
+
+def read_image_grid(path, n: int, size: int = 28, padding: int = 2) -> Tensor:
+    """The ``n`` grey ``size``×``size`` images of a grid PNG written by ``save_image`` with
+    ``nrow = ⌈√n⌉`` and ``padding`` (the CLI's sample and progress grids), back as
+    ``[n, 1, size, size]`` in [-1, 1]: image k sits at row k // nrow, column k % nrow, its top
+    left pixel at (padding + (size + padding)·row, padding + (size + padding)·column). The PNG
+    holds 8 bits, so values come back to within 1/255 of what was written. (A single image is
+    written unpadded: make_grid returns it as it is.)"""
+    n, size = check_int(n, "n"), check_int(size, "size")
+    padding = check_int(padding, "padding", minimum=0)
+    if n == 1:
+        padding = 0
+    pixels = plt.imread(path)
+    nrow = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // nrow)
+    expected = (padding + rows * (size + padding), padding + nrow * (size + padding))
+    if pixels.ndim != 3 or pixels.shape[:2] != expected:
+        raise ValueError(f"{path}: a grid of n={n} images of size={size} with padding={padding} is "
+                         f"{expected[0]}×{expected[1]} pixels, the PNG is {pixels.shape[:2]}")
+    if not (np.array_equal(pixels[..., 0], pixels[..., 1])
+            and np.array_equal(pixels[..., 0], pixels[..., 2])):
+        raise ValueError(f"{path}: not a grey grid (its colour channels differ)")
+    grey = torch.from_numpy(np.ascontiguousarray(pixels[..., 0], dtype=np.float32))
+    step = size + padding
+    cells = [grey[padding + step * (k // nrow):][:size, padding + step * (k % nrow):][:, :size]
+             for k in range(n)]
+    return torch.stack(cells).unsqueeze(1) * 2.0 - 1.0
 
 
 def show_images(x: Tensor, ax=None, title: str | None = None, nrow: int | None = None):

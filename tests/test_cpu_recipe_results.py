@@ -42,11 +42,20 @@ def test_the_bundled_run_meets_the_target_and_matches_its_checkpoint():
     assert f"{float(b['confident']):.1%} of them" in card  # the card's seed and settings
 
 
+def test_the_kind_column_separates_the_time_curve_from_the_ablations():
+    rows = _rows("cpu_recipe_quality.csv")
+    for r in rows:  # the curve changes only --steps (or is the bundled full run)
+        extra = r["run"].split()[1:]
+        only_steps = extra[:1] == ["(bundled"] or (len(extra) == 2 and extra[0] == "--steps")
+        assert r["kind"] == ("curve" if only_steps else "ablation"), r["run"]
+    ablations = [r for r in rows if r["kind"] == "ablation"]
+    assert len(ablations) == 3 and {r["steps"] for r in ablations} == {"700"}
+    assert all(r["fid_500"] for r in rows if r["kind"] == "curve")
+
+
 def test_the_time_curve_rises_to_the_full_recipe():
     rows = _rows("cpu_recipe_quality.csv")
-    curve = [r for r in rows if r["run"].split()[1:2] == ["--steps"] and len(r["run"].split()) == 3]
-    curve.append(next(r for r in rows if r["run"] == "recipe (bundled mnist_cpu)"))
-    curve.sort(key=lambda r: float(r["wall_time_s"]))
+    curve = sorted((r for r in rows if r["kind"] == "curve"), key=lambda r: float(r["wall_time_s"]))
     assert len(curve) >= 4
     agree = [float(r["confident_agree"]) for r in curve]
     assert agree[-1] == max(agree) and agree[0] < agree[-1] - 0.2

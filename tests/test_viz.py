@@ -47,6 +47,31 @@ def test_image_grid_rejects_bad_shapes():
         viz.image_grid(torch.zeros(2, 5, 8, 8))
 
 
+@pytest.mark.parametrize("n", [1, 7, 20])
+def test_read_image_grid_inverts_the_cli_grid_png(tmp_path, n):
+    from diffusion_lab._cli import save_figure
+
+    x = torch.rand(n, 1, 28, 28, generator=_gen(n)) * 2 - 1
+    save_figure(x, tmp_path / "grid.png")
+    back = viz.read_image_grid(tmp_path / "grid.png", n)
+    assert back.shape == (n, 1, 28, 28)
+    assert (back - x).abs().max() <= 1 / 255 + 1e-6  # 8-bit rounding only
+    if n > 1:  # a cell shifted by one would not match
+        assert (back[:-1] - x[1:]).abs().max() > 0.5
+
+
+def test_read_image_grid_rejects_a_layout_the_png_does_not_have(tmp_path):
+    from diffusion_lab._cli import save_figure
+
+    save_figure(torch.zeros(20, 1, 28, 28), tmp_path / "grid.png")
+    with pytest.raises(ValueError, match="n=16 .* size=28"):
+        viz.read_image_grid(tmp_path / "grid.png", 16)
+    with pytest.raises(ValueError, match="size=27"):
+        viz.read_image_grid(tmp_path / "grid.png", 20, size=27)
+    with pytest.raises(TypeError, match="n must be an int"):
+        viz.read_image_grid(tmp_path / "grid.png", 20.0)
+
+
 def test_show_images_and_scatter_label_axes():
     ax = viz.show_images(torch.rand(6, 3, 8, 8) * 2 - 1, title="imgs")
     assert ax.get_title() == "imgs" and ax.get_xlabel() == "6 images"
