@@ -149,7 +149,7 @@ CONFIGS = {
     # UniPC-3 with B(h) = −h (the paper's choice for few-step unconditional sampling): the most
     # accurate 10-NFE solve of those tried toward the exact PF-ODE's x̂_0 at t = 0.05 (n = 128)
     "unipc3_bh1_end005": ("unipc", _steps_single, {"order": 3, "variant": "bh1", "grid": "uniform",
-                                                    "t_end": 0.05, "denoise": True}),
+                                                    "t_end": 0.05, "denoise": True}),  # FEW_STEP
     "unipc3_bh1_end0075": ("unipc", _steps_single, {"order": 3, "variant": "bh1",
                                                      "grid": "uniform", "t_end": 0.075,
                                                      "denoise": True}),

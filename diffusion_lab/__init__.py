@@ -54,5 +54,6 @@ from .tasks import (
 )
 from .timegrid import time_grid
 from .training import TrainResult, train
+from .unipc import FEW_STEP
 
 __version__ = "0.1.0"

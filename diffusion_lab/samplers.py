@@ -289,8 +289,8 @@ def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callb
     the ending matters more than the order — ``grid="uniform", t_end=0.1, denoise=True``
     (diffusers' default end: 9 steps, then x̂_0) beat the log-SNR and Karras grids ending at
     t_min, with η = 0 and η = 1 alike (FID 0.521 and 0.512). The best 10-NFE result measured is
-    :func:`diffusion_lab.unipc.unipc` with the same ending (0.476; diffusers' UniPC 0.480);
-    the 1000-step ancestral reference is 0.348.
+    UniPC-3 ending at t = 0.05 (:data:`diffusion_lab.unipc.FEW_STEP`: 0.438; diffusers' UniPC
+    0.480); the 1000-step ancestral reference is 0.348.
     """
     order = check_int(order, "order", minimum=1)
     if order > 3:

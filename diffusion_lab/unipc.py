@@ -25,10 +25,11 @@ by more than 1/0.7 over the one before (:func:`diffusion_lab.dpm_multistep.effec
 One network call per step; ``denoise=True`` returns x̂_0 at ``t_end`` from the uncorrected last
 state (one more call), which is diffusers' default end (``final_sigmas_type="zero"``).
 
-Few steps on a real network: on the bundled MNIST model at 10 NFE, ``order=3, variant="bh1",
-grid="uniform", t_end=0.05, denoise=True, steps=9`` had the lowest FID measured (0.438 on the
-report seed, 1.26× the 1000-step ancestral reference; ``benchmarks/few_step_fid.py``). The
-default grid (log-SNR) is the one measured most accurate on exact oracles at 25 steps.
+Few steps on a real network: on the bundled MNIST model at 10 NFE, :data:`FEW_STEP`
+(``order=3, variant="bh1", grid="uniform", t_end=0.05, denoise=True``, with ``steps=9``) had the
+lowest FID measured (0.438 on the report seed, 1.26× the 1000-step ancestral reference;
+``benchmarks/few_step_fid.py``). The default grid (log-SNR) is the one measured most accurate
+on exact oracles at 25 steps.
 """
 
 from __future__ import annotations
@@ -42,12 +43,20 @@ from ._checks import check_choice, check_int
 from .dpm_multistep import effective_order
 from .sampler_run import DEFAULT_GRIDS, _Run
 
-__all__ = ["unipc", "unic_coefficients", "unip_coefficients", "DEFAULT_GRID", "VARIANTS"]
+__all__ = ["unipc", "unic_coefficients", "unip_coefficients", "DEFAULT_GRID", "VARIANTS",
+           "FEW_STEP"]
 
 #: the grid ``grid=None`` takes: ``samplers.DEFAULT_GRIDS["unipc"]`` (measured; one source of truth)
 DEFAULT_GRID = DEFAULT_GRIDS["unipc"]
 #: the two choices of B(h) of the paper (it prefers bh1 for few-step unconditional sampling)
 VARIANTS = ("bh1", "bh2")
+#: the sampler options with the lowest FID measured at 10 and 20 NFE on the bundled MNIST
+#: model (``benchmarks/few_step_fid.py``, config "unipc3_bh1_end005"): UniPC-3, bh1, a uniform
+#: grid that ends at t = 0.05 — where the exact PF-ODE's x̂_0 scores best — then x̂_0 there.
+#: ``model.generate(n, steps=nfe - 1, **FEW_STEP)`` makes ``nfe`` network calls. Not for 5 NFE:
+#: four steps cannot reach t = 0.05 accurately, and ``order=2, t_end=0.1`` scored far better there.
+FEW_STEP = {"method": "unipc", "order": 3, "variant": "bh1", "grid": "uniform", "t_end": 0.05,
+            "denoise": True}
 
 
 def _big_b(h: float, variant: str) -> float:

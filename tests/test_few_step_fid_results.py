@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -107,3 +108,31 @@ def test_floor_rows_are_one_accurate_solve_per_seed():
         fids = [float(r["fid"]) for r in mine]
         i = fids.index(min(fids))
         assert abs(ts[i] - 0.0536) < 1e-3 and 0 < i < len(fids) - 1, (seed, ts[i])
+
+
+@pytest.mark.parametrize("nfe", [10, 20])
+def test_few_step_preset_is_the_best_configuration_measured(rows, nfe):
+    """``diffusion_lab.unipc.FEW_STEP`` is the benchmark's best configuration at 10 and 20 NFE,
+    of every report row of ours and diffusers' and the sampler_benchmark rows at that NFE."""
+    from diffusion_lab.unipc import FEW_STEP
+
+    method, rule, opts = F.CONFIGS[F.CLAIM_10["best_ours"]]
+    assert {"method": method, **opts} == FEW_STEP
+    fids = {f"{r['variant']} (sampler_benchmark)": float(r["fid"])
+            for r in _rows("sampler_benchmark.csv") if int(r["nfe"]) == nfe}
+    fids.update({r["config"]: float(r["fid"]) for r in rows if int(r["nfe"]) == nfe})
+    assert min(fids, key=fids.get) == F.CLAIM_10["best_ours"], fids
+    assert rule(nfe, opts["denoise"]) == nfe - 1  # steps = nfe − 1, as the docstring says
+
+
+def test_few_step_preset_makes_the_stated_number_of_calls():
+    import diffusion_lab as dl
+    from diffusion_lab.unipc import FEW_STEP
+
+    sde = dl.get_sde("vp")
+    oracle = dl.GaussianOracle(sde, torch.tensor([0.3, -0.2]), torch.tensor([[0.5, 0.1], [0.1, 0.2]]))
+    for nfe in (6, 10, 20):
+        info = {}
+        dl.sample(oracle.eps, sde, (8, 2), steps=nfe - 1, info=info,
+                  generator=torch.Generator().manual_seed(0), **FEW_STEP)
+        assert info["nfe"] == nfe

@@ -592,22 +592,28 @@ for r in read(RESULTS / "few_step_fid_match.csv"):
     assert rel < 0.01
 
 # %% [markdown]
-# **A live look** (not a measurement: 16 images say nothing about FID): the network sampled with
-# the package's default DPM-Solver++(2M) at 10 NFE, with the denoised estimate $\hat x_0$ of every
-# step recorded by the sampler's callback. The player shows how the digit forms, step by step.
+# **A live look** (not a measurement: 16 images say nothing about FID). The package names the
+# reported configuration `FEW_STEP` (`diffusion_lab.unipc.FEW_STEP`, also `dl.FEW_STEP`):
+# `model.generate(n, steps=nfe - 1, **FEW_STEP)` makes `nfe` network calls, the last one the
+# $\hat x_0$ step at $t = 0.05$. Here the network sampled with it at 10 NFE, with the denoised
+# estimate $\hat x_0$ of every step recorded by the sampler's callback; the player shows how the
+# digit forms, step by step.
 
 # %%
+# NBVAL_CHECK_OUTPUT
+print(dl.FEW_STEP)
 model = dl.GenerativeModel.load(ROOT / "data" / "checkpoints" / "mnist_cond")
-frames, times = [], []
-imgs = model.generate(16, method="dpm_solver", steps=10, seed=SEED,
+frames, times, info = [], [], {}
+imgs = model.generate(16, steps=9, seed=SEED, info=info, **dl.FEW_STEP,
                       callback=lambda i, t, x, x0: (frames.append(x0.clamp(-1, 1)), times.append(t)))
-assert imgs.shape == (16, 1, 28, 28) and float(imgs.abs().max()) <= 1.0 and len(frames) == 10
+assert info["nfe"] == 10 and len(frames) == 9
+assert imgs.shape == (16, 1, 28, 28) and float(imgs.abs().max()) <= 1.0
 frames.append(imgs)
 starts = [1.0, *times[:-1]]  # x̂0 of step i is evaluated at the step's start t_i
-player = FramePlayer({"x̂0 at each step (DPM-Solver++ 2M, 10 NFE)": frames},
+player = FramePlayer({"x̂0 at each step (FEW_STEP: UniPC-3, 10 NFE)": frames},
                      values=list(range(len(frames))), label="step", panel_size=4.0,
                      captions=[f"x̂0 at step {i} (t = {t:.3f})" for i, t in enumerate(starts)]
-                     + ["final sample"])
+                     + [f"final: x̂0 at t = {times[-1]:.2f} (call 10)"])
 player.show(animate=False, n_static=4)
 
 # %% [markdown]
