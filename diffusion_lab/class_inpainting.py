@@ -40,7 +40,7 @@ from .sde import SDE
 from .timegrid import coefficients
 
 if TYPE_CHECKING:  # tasks.py imports this module; the Constraint type only annotates here
-    from .tasks import Constraint
+    from .constraints import Constraint
 
 __all__ = ["class_candidates", "known_denoising_error", "projection_by_class",
            "DEFAULT_CLASS_TIMES"]

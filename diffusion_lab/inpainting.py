@@ -41,7 +41,7 @@ from .sde import SDE
 from .timegrid import Coefficients, coefficients, time_grid
 
 if TYPE_CHECKING:  # tasks.py imports this module; the Constraint type only annotates here
-    from .tasks import Constraint
+    from .constraints import Constraint
 
 __all__ = ["project_x0", "dps_gradient", "ddim_update", "forward_jump", "repaint_path",
            "sample_through_x0", "ddnm", "dps", "dps_projection", "consistency_score",

@@ -20,8 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import tasks
 from ._checks import check_int, check_labels, check_real, check_seed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .constraints import _grayscale
+from .guidance import guided_eps_model
 from .samplers import SAMPLERS, sample
 from .schedules import get_schedule
 from .sde import SDE, get_sde
@@ -29,19 +32,6 @@ from .training import TrainResult, train
 
 __all__ = ["GenerativeModel", "guided_eps_model"]
 
-
-
-def guided_eps_model(net: nn.Module, y: Tensor, guidance: float, null_class: int):
-    """ε̃(x, t) = ε(x, t, ∅) + w (ε(x, t, y) − ε(x, t, ∅)) in one forward pass of 2B rows."""
-
-    def eps(x: Tensor, t: Tensor) -> Tensor:
-        b = x.shape[0]
-        both = net(torch.cat([x, x]), torch.cat([t, t]),
-                   torch.cat([y, torch.full_like(y, null_class)]))
-        eps_c, eps_u = both[:b], both[b:]
-        return eps_u + guidance * (eps_c - eps_u)
-
-    return eps
 
 
 def _on(value, device):
@@ -229,8 +219,6 @@ class GenerativeModel:
     @torch.no_grad()
     def _constrained(self, constraint_fn, n: int, *, method, steps, seed, labels, guidance,
                      progress, **kwargs) -> Tensor:
-        from . import tasks
-
         net, eps_model, y = self._conditioning(n, labels, guidance)
         was_training = net.training
         net.eval()
@@ -260,8 +248,6 @@ class GenerativeModel:
         remain (a sampler name as ``method`` means replacement with it). ``clip`` clamps
         generated pixels to [-1, 1] (the known ones already are; images only, so the same
         call imputes missing coordinates of 2-D data)."""
-        from . import tasks
-
         x = self._images(x, "x")
         net, eps_model, y = self._conditioning(x.shape[0], labels, guidance)
         if method is None:  # by class when the class is unknown and the model has classes
@@ -293,15 +279,13 @@ class GenerativeModel:
         ``[B, 3, H, W]`` to take the luminance of; in [-1, 1]); the chroma is generated
         (:func:`diffusion_lab.tasks.colorize`). ``clip`` moves out-of-range pixels towards
         the grey (Y, Y, Y) along their chroma, which keeps Y exactly."""
-        from . import tasks
-
         if self.data_shape is None or len(self.data_shape) != 3 or self.data_shape[0] != 3:
             raise ValueError(f"colorize needs an RGB image model, data_shape={self.data_shape}")
         channels = gray.shape[1] if isinstance(gray, Tensor) and gray.dim() == 4 else 1
         if channels not in (1, 3):
             raise ValueError(f"gray must be [B, 1, H, W] or [B, 3, H, W], got {list(gray.shape)}")
         gray = self._images(gray, "gray", (channels, *self.data_shape[1:]))
-        luma = tasks._grayscale(gray)
+        luma = _grayscale(gray)
         out = self._constrained(lambda: tasks.colorization_constraint(luma), gray.shape[0],
                                 method=method, steps=steps, seed=seed, labels=labels,
                                 guidance=guidance, progress=progress, **kwargs)
@@ -317,8 +301,6 @@ class GenerativeModel:
         """Images ``[B, *data_shape]`` whose ``factor``×``factor`` average pooling equals
         ``low_res`` (:func:`diffusion_lab.tasks.super_resolve`). ``clip`` shrinks each
         block's detail towards its mean until in range, which keeps the pooling exact."""
-        from . import tasks
-
         if self.data_shape is None or len(self.data_shape) != 3:
             raise ValueError(f"super_resolve needs an image model, data_shape={self.data_shape}")
         c, h, w = self.data_shape
@@ -342,8 +324,6 @@ class GenerativeModel:
         """DDIM inversion image → prior noise (:func:`diffusion_lab.tasks.ddim_invert`);
         ``sample(..., method="ddim", steps=steps, grid=grid)`` from it returns ≈ x
         (``grid=None``: DDIM's default grid, both ways)."""
-        from . import tasks
-
         x = self._images(x, "x")
         net, eps_model, y = self._conditioning(x.shape[0], labels, guidance)
         was_training = net.training
@@ -362,8 +342,6 @@ class GenerativeModel:
         With ``images=True`` a and b are images, DDIM-inverted first (the ends then
         reproduce them up to the inversion error); otherwise they are prior noise.
         ``labels``: one int class (or None) for the whole path."""
-        from . import tasks
-
         if isinstance(num, bool) or not isinstance(num, int) or num < 2:
             raise ValueError(f"num must be an int >= 2, got {num!r}")
         if labels is not None and (isinstance(labels, bool) or not isinstance(labels, int)):
