@@ -22,8 +22,8 @@ h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
     edm                     Heun on dx̃/dσ̃ = ε̂ in x̃ = x/m, σ̃ = σ/m, optional churn (Karras et al.)
     restart                 2M ODE to t_lo, K × (forward jump to t_hi, ODE back), ODE to the end
                             (:func:`diffusion_lab.restart.restart`)
-    unipc                   UniP-2 (= 2M) + the UniC corrector, order 3 at one call per step
-                            (:func:`diffusion_lab.unipc.unipc`)
+    unipc                   UniP-p + the UniC corrector (p = ``order`` 1–3; UniP-2 with bh2
+                            = 2M), order p + 1 at one call per step (:func:`diffusion_lab.unipc.unipc`)
 
 Randomness comes only from ``generator`` (same seed → bitwise-identical on one
 device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
