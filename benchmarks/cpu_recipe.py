@@ -47,7 +47,7 @@ from diffusion_lab.evaluation import recognisability  # noqa: E402
 from diffusion_lab.metrics import fid  # noqa: E402
 from diffusion_lab.model import GenerativeModel  # noqa: E402
 from diffusion_lab.nets import UNet  # noqa: E402
-from diffusion_lab.recipes import get_recipe  # noqa: E402
+from diffusion_lab.recipes import get_recipe, train_options  # noqa: E402
 from diffusion_lab.sde import get_sde  # noqa: E402
 from diffusion_lab.training import train  # noqa: E402
 
@@ -90,12 +90,8 @@ def bare_rate(batch: int, steps: int, *, channels_last: bool = False,
 
 def recipe_rate(batch: int, steps: int) -> float:
     """images/s of the recipe's ``train`` loop (no checkpoints, no progress grids)."""
-    o = RECIPE.options
     data, labels = load_mnist("train", verbose=False)
-    kw = dict(batch_size=batch, lr=o["lr"], warmup=o["warmup"], lr_schedule=o["lr_schedule"],
-              loss_weighting=o["loss_weighting"], min_snr_gamma=o["min_snr_gamma"],
-              ema_decay=o["ema_decay"], grad_clip=o["grad_clip"],
-              label_dropout=o["label_dropout"], labels=labels, progress=False)
+    kw = dict(train_options(RECIPE.options), batch_size=batch, labels=labels, progress=False)
     net = recipe_net()
     train(net, get_sde("vp"), data, steps=2, **kw)  # warm-up
     start = time.perf_counter()

@@ -151,6 +151,7 @@ def cmd_train(args) -> int:
 def _train(args, w, device) -> int:
     from .distributed import barrier
     from .model import GenerativeModel
+    from .recipes import train_options
     from .schedules import get_schedule
     from .sde import get_sde
 
@@ -183,14 +184,10 @@ def _train(args, w, device) -> int:
         sample_fn = _cli.progress_writer(out / _cli.PROGRESS, model, labels is not None,
                                          args.card_guidance)
     result = model.train(
-        data, labels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, warmup=args.warmup,
-        grad_clip=args.grad_clip if args.grad_clip > 0 else None, ema_decay=args.ema_decay,
-        label_dropout=args.label_dropout, seed=args.seed, checkpoint_dir=out,
+        data, labels, steps=args.steps, seed=args.seed, checkpoint_dir=out,
         checkpoint_every=args.checkpoint_every, resume=args.resume,
         progress=not args.no_progress, device=device, info={"dataset": args.dataset},
-        lr_schedule=args.lr_schedule, loss_weighting=args.loss_weighting,
-        min_snr_gamma=args.min_snr_gamma, sample_every=args.sample_every, sample_fn=sample_fn,
+        sample_every=args.sample_every, sample_fn=sample_fn, **train_options(vars(args)),
     )
     if not w.is_main:  # the checkpoint is rank 0's; so are the card and the samples
         return 0

@@ -10,9 +10,25 @@ recipe run records the recipe, the command and the wall time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Recipe", "RECIPES", "get_recipe"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "TRAIN_OPTIONS", "train_options"]
+
+#: the optimisation choices that are ``train()`` keyword arguments under the same names as the
+#: CLI's argparse destinations (and a recipe's options)
+TRAIN_OPTIONS = ("batch_size", "lr", "weight_decay", "warmup", "lr_schedule", "loss_weighting",
+                 "min_snr_gamma", "ema_decay", "grad_clip", "label_dropout")
+
+
+def train_options(options: Mapping) -> dict:
+    """The ``train()`` keyword arguments among ``options`` (parsed CLI arguments as a dict, or
+    a recipe's options): the :data:`TRAIN_OPTIONS` present, with ``grad_clip <= 0`` meaning no
+    clipping (``None``, as ``--grad-clip 0`` documents)."""
+    kw = {k: options[k] for k in TRAIN_OPTIONS if k in options}
+    if kw.get("grad_clip") is not None and kw["grad_clip"] <= 0:
+        kw["grad_clip"] = None
+    return kw
 
 
 @dataclass(frozen=True)

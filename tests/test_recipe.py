@@ -216,3 +216,17 @@ def test_recognisability_of_real_digits_and_of_wrong_requests():
         recognisability(x, y[:5])
     with pytest.raises(ValueError, match="threshold"):
         recognisability(x, y, threshold=1.0)
+
+
+def test_train_options_are_train_keywords_with_grad_clip_zero_meaning_none():
+    import inspect
+
+    from diffusion_lab.recipes import TRAIN_OPTIONS, train_options
+    from diffusion_lab.training import train
+
+    assert set(TRAIN_OPTIONS) <= set(inspect.signature(train).parameters)
+    kw = train_options(get_recipe("cpu-mnist").options)
+    assert kw == dict(batch_size=64, lr=2e-3, warmup=100, lr_schedule="cosine",
+                      loss_weighting="min_snr", min_snr_gamma=5.0, ema_decay=0.995,
+                      grad_clip=1.0, label_dropout=0.1)
+    assert train_options({"grad_clip": 0.0, "steps": 5, "out": "x"}) == {"grad_clip": None}
