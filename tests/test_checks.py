@@ -588,6 +588,16 @@ def churn(x, sigma, gamma, noise):
     return x + (sh**2 - sigma**2) ** 0.5 * noise, sh
 
 
+def unic1_step(x, x0_s, x0_t, sigma_s, sigma_t, m_t, h, variant):
+    phi = math.expm1(-h)
+    b = -h if variant == "bh1" else phi
+    return sigma_t / sigma_s * x - m_t * phi * x0_s - m_t * b * (x0_t - x0_s) / 2
+
+
+def _unic1_variants_swapped(x, x0_s, x0_t, sigma_s, sigma_t, m_t, h, variant):
+    return unic1_step(x, x0_s, x0_t, sigma_s, sigma_t, m_t, h, "bh1" if variant == "bh2" else "bh2")
+
+
 def _heun_no_final_euler(x, den, s, sn):
     d = (x - den(x, s)) / s
     xe = x + (sn - s) * d
@@ -620,6 +630,13 @@ CASES += [
         (lambda x, den, s, sn: x + (sn - s) * (x - den(x, s)) / s, "the Euler step only"),
         (_heun_no_final_euler, "the last step is a plain Euler step"),
         (_heun_second_slope_at_sigma, "evaluate the second slope at σ_next"),
+    ]),
+    ("check_unic1_step", unic1_step, [
+        (lambda x, a, b, ss, st, m, h, v: st / ss * x - m * math.expm1(-h) * a, "predictor alone"),
+        (lambda x, a, b, ss, st, m, h, v: 2 * unic1_step(x, a, b, ss, st, m, h, v)
+         - (st / ss * x - m * math.expm1(-h) * a), "ρ = ½"),
+        (_unic1_variants_swapped, "you used"),
+        (lambda x, a, b, ss, st, m, h, v: unic1_step(x, a, b, st, ss, m, h, v), "σ_t/σ_s"),
     ]),
     ("check_churn", churn, [
         (lambda x, s, g, z: (x + s * g * z, s * (1 + g)), "variances add"),
@@ -752,3 +769,20 @@ def test_dsm_loss_is_the_eps_loss_over_sigma_squared():
     sigma = torch.rand(5, generator=g, dtype=torch.float64) + 0.1
     eps_theta = -_view(sigma, s) * s
     torch.testing.assert_close(dsm_loss(s, e, sigma), ((e - eps_theta) ** 2).sum(1) / sigma**2)
+
+
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+def test_unic1_step_is_the_package_corrector(variant):
+    """The exercise's UniC-1 (as the checker and the test's right answer write it) is the
+    correction ``diffusion_lab.unipc`` applies after a first-order step."""
+    from diffusion_lab import unipc
+    from diffusion_lab.sde import get_sde
+    from diffusion_lab.timegrid import coefficients
+
+    sde = get_sde("vp")
+    cs, ct = coefficients(sde, 0.6), coefficients(sde, 0.35)
+    g = torch.Generator().manual_seed(5)
+    x, x0_s, x0_t = (torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    package = unipc._correct(x, cs, x0_t, [(cs.lam, x0_s)], ct, 1, variant)
+    mine = unic1_step(x, x0_s, x0_t, cs.sigma, ct.sigma, ct.m, ct.lam - cs.lam, variant)
+    torch.testing.assert_close(mine, package, rtol=1e-12, atol=1e-12)

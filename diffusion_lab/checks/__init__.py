@@ -33,6 +33,7 @@ from .edm import (
     check_edm_heun_step,
     check_edm_preconditioning,
     check_karras_sigmas,
+    check_unic1_step,
 )
 from .evaluation import (
     check_bits_per_dim,
@@ -105,6 +106,7 @@ __all__ = [
     "check_frechet_distance", "check_hutchinson_divergence", "check_bits_per_dim",
     "check_kid_mmd", "check_nn_distance_ratio",
     "check_karras_sigmas", "check_edm_preconditioning", "check_edm_heun_step", "check_churn",
+    "check_unic1_step",
     "check_replacement_step", "check_gaussian_conditional", "check_x0_projection_step",
     "check_cfg_eps",
 ]

@@ -158,3 +158,50 @@ def check_churn(fn) -> bool:
         _compare(name, got[0], want, wrong, what="x̂", ok="", report=False)
     _say(PASS, name, "σ̂ = (1 + γ) σ and x̂ = x + √(σ̂² − σ²) z on 3 cases")
     return True
+
+
+def _unic1(x, x0_s, x0_t, sigma_s, sigma_t, m_t, h, variant, rho=0.5, sign=-1.0):
+    """UniC-1 written out (``sign=+1`` puts the wrong sign of h into φ and B)."""
+    phi = math.expm1(sign * h)
+    big_b = sign * h if variant == "bh1" else phi
+    return (sigma_t / sigma_s) * x - m_t * phi * x0_s - m_t * big_b * rho * (x0_t - x0_s)
+
+
+@checker("unic1_step")
+def check_unic1_step(fn) -> bool:
+    """``fn(x_s, x0_s, x0_t, sigma_s, sigma_t, m_t, h, variant) -> x_t``: UniC-1 (Zhao et al.
+    2023) with h = λ_t − λ_s > 0, φ = e^{−h} − 1 and B(h) = φ ("bh2") or −h ("bh1"):
+
+        x_t = (σ_t/σ_s) x_s − m_t φ x̂_0(s) − m_t B(h) · ½ (x̂_0(t) − x̂_0(s)),
+
+    the first-order step (DPM-Solver++(1) = DDIM) corrected with the estimate x̂_0(t) made at
+    its result; with bh2 it is that step with x̂_0(s) replaced by the mean of the two."""
+    name = "unic1_step"
+    g = _gen(123)
+    for h, variant in [(0.3, "bh2"), (1.1, "bh1"), (0.05, "bh2"), (0.7, "bh1")]:
+        lam_s = float(_uniform(1, -2.0, 2.0, g))
+        lam_t = lam_s + h  # a VP process: m = 1/√(1 + e^{−2λ}), σ = e^{−λ} m
+        m_s, m_t = (1 / math.sqrt(1 + math.exp(-2 * lam)) for lam in (lam_s, lam_t))
+        s_s, s_t = math.exp(-lam_s) * m_s, math.exp(-lam_t) * m_t
+        x, x0_s, x0_t = (_randn((5, 2), g) for _ in range(3))
+        other = "bh1" if variant == "bh2" else "bh2"
+        want = _unic1(x, x0_s, x0_t, s_s, s_t, m_t, h, variant)
+        predictor = (s_t / s_s) * x - m_t * math.expm1(-h) * x0_s
+        wrong = {
+            "that is the predictor alone (DPM-Solver++(1)): add the correction "
+            "− m_t B(h) ½ (x̂_0(t) − x̂_0(s))": predictor,
+            "the correction weight is ρ = ½ (a trapezoid over the step), not 1":
+                _unic1(x, x0_s, x0_t, s_s, s_t, m_t, h, variant, rho=1.0),
+            f"B(h) of variant {variant!r} is {'−h' if variant == 'bh1' else 'e^{−h} − 1'}; "
+            f"you used {other!r}'s": _unic1(x, x0_s, x0_t, s_s, s_t, m_t, h, other),
+            "h = λ_t − λ_s > 0 enters as e^{−h} (φ = e^{−h} − 1 < 0), not e^{h}":
+                _unic1(x, x0_s, x0_t, s_s, s_t, m_t, h, variant, sign=1.0),
+            "the correction multiplies the difference x̂_0(t) − x̂_0(s), not x̂_0(t) alone":
+                predictor - m_t * (-h if variant == "bh1" else math.expm1(-h)) * 0.5 * x0_t,
+            "the ratio in front of x_s is σ_t/σ_s (data prediction), not σ_s/σ_t":
+                _unic1(x, x0_s, x0_t, s_t, s_s, m_t, h, variant),
+        }
+        got = _call(name, fn, x.clone(), x0_s.clone(), x0_t.clone(), s_s, s_t, m_t, h, variant)
+        _compare(name, got, want, wrong, what=f"x_t (h = {h}, {variant})", ok="", report=False)
+    _say(PASS, name, "UniC-1 matches on 4 steps, both B(h) variants")
+    return True
