@@ -48,8 +48,9 @@
 # **Prerequisites.** 05 (scores, $\hat x_0=(x_t-\sigma_t\hat\varepsilon)/m_t$, Gaussian oracles), 06 (DDIM
 # written through $\hat x_0$, grids, NFE).
 #
-# Package pieces: `diffusion_lab.tasks` (`inpaint`, `colorize`, `super_resolve`, the constraints,
-# `classifier_free_guidance`), `diffusion_lab.inpainting` (the x̂₀ methods),
+# Package pieces: `diffusion_lab.tasks` (`inpaint`, `colorize`, `super_resolve`, and, re-exported,
+# the constraints of `diffusion_lab.constraints` and `classifier_free_guidance` of
+# `diffusion_lab.guidance`), `diffusion_lab.inpainting` (the x̂₀ methods),
 # `diffusion_lab.class_inpainting` (the default: completion by class),
 # `GenerativeModel.inpaint / colorize / super_resolve / generate(labels=, guidance=)`,
 # `diffusion_lab.oracles.GaussianOracle`, `diffusion_lab.classifier`, `diffusion_lab.distances`,
