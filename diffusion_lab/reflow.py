@@ -2,17 +2,22 @@ r"""Rectified flow's two measurements: how straight an ODE's paths are, and one 
 
 **Straightness** of a path x(t) on [t_end, T] (L = T − t_end):
 
-    S = ‖x(T) − x(t_end)‖² / (L ∫ ‖ẋ‖² dt)  ∈ (0, 1]
+    S = ‖x(T) − x(t_end)‖² / (L ∫ ‖ẋ‖² dt)  ∈ [0, 1]
 
-by Cauchy–Schwarz (‖∫ẋ dt‖² ≤ L ∫‖ẋ‖² dt), with S = 1 exactly for a straight path walked at
-constant speed — the only paths that one Euler step integrates exactly. On a recorded
-trajectory x_0 … x_K at times t_0 … t_K the integral is Σ ‖x_{k+1} − x_k‖²/|t_{k+1} − t_k|
-(the same inequality holds for the sums, so the discrete S is ≤ 1 too).
+(0 for a path that returns to its start) by Cauchy–Schwarz (‖∫ẋ dt‖² ≤ L ∫‖ẋ‖² dt), with
+S = 1 exactly for a straight path walked at constant speed — the only paths that one Euler step
+integrates exactly. On a recorded trajectory x_0 … x_K at times t_0 … t_K the integral is
+Σ ‖x_{k+1} − x_k‖²/|t_{k+1} − t_k|
+(the same inequality holds for the sums, so the discrete S is ≤ 1 too). With Δ = x(T) − x(t_end),
+∫‖ẋ − Δ/L‖² dt = ∫‖ẋ‖² dt − ‖Δ‖²/L, so S = 1 − ∫‖ẋ − Δ/L‖² dt / ∫‖ẋ‖² dt: Liu et al.'s
+straightness measure (the numerator, 0 for a straight path), made relative.
 
 **Reflow** (Liu et al. 2023): push fresh noise z through a trained flow, x̂_0 = ODE(z), and
 train again on the *coupled* pairs (x̂_0, z) with x_t = (1 − t) x̂_0 + t z and the target
-z − x̂_0. The coupling is deterministic, so the new flow's paths are straighter and fewer Euler
-steps reach the same error.
+z − x̂_0. The ODE's paths never cross, so the straight segments between their end points cross
+far less than independent pairs do, and the new flow is straighter: fewer Euler steps reach the
+same error. (The flow-matching floor is 0 only for a coupling whose segments never meet at the
+same t — a *straight* coupling; a deterministic one, such as x̂_0 = −z, need not be.)
 """
 
 from __future__ import annotations

@@ -153,13 +153,15 @@ def plot_trajectories(traj: Tensor, ax=None, n_paths: int = 30, title: str | Non
 
 def quiver_field(score_fn, t: float, ax=None, lim: float = 3.0, n: int = 20,
                  normalize: bool = True, title: str | None = None,
-                 clim: tuple[float, float] | None = None, colorbar: bool = True):
+                 clim: tuple[float, float] | None = None, colorbar: bool = True,
+                 colorbar_label: str = r"$\log\|s\|$"):
     """Quiver plot of a 2-D vector field ``score_fn(x [M, 2], t [M]) -> [M, 2]`` on a grid.
 
     With ``normalize`` the arrows show direction only — each 0.8 grid spacings long,
     centred on its grid point, so none overlaps its neighbour — and colour shows
     log‖s‖ on the scale ``clim = (lo, hi)`` (default: this frame's range; pass one
-    ``clim`` for every frame of an animation so the colours mean the same throughout).
+    ``clim`` for every frame of an animation so the colours mean the same throughout);
+    ``colorbar_label`` names the field (the default is for a score).
     """
     ax = _ax(ax)
     g = torch.linspace(-lim, lim, n, dtype=torch.float64)
@@ -178,7 +180,7 @@ def quiver_field(score_fn, t: float, ax=None, lim: float = 3.0, n: int = 20,
         if clim is not None:
             q.set_clim(*clim)
         if colorbar:
-            plt.colorbar(q, ax=ax, label=r"$\log\|s\|$")
+            plt.colorbar(q, ax=ax, label=colorbar_label)
     else:
         ax.quiver(pts[:, 0], pts[:, 1], v[:, 0], v[:, 1], angles="xy")
     _plane_axes(ax)

@@ -21,7 +21,9 @@
 # large image models (Stable Diffusion 3, Flux). This lesson shows that it is one more process
 # of the same family, derives its loss, trains it on a 2-D toy beside an ε-model of the same size,
 # and measures what "straight" buys: how many Euler steps a sample needs, before and after one
-# *reflow* step.
+# *reflow* step. (Lipman et al. and Liu et al. run time the other way — noise at $t=0$, data at
+# $t=1$ — so their velocity is $x_0-z$, the negative of this lesson's; the convention here is the
+# package's, and Stable Diffusion 3's.)
 #
 # **Learning goals.** After this notebook you can
 # 1. write the linear path as a process $(m,\sigma)=(1-t,\,t)$ and derive its $f$, $g^2$ and
@@ -250,12 +252,15 @@ print("velocity_model_as_eps(exact velocity) == exact ε  ok")
 # %% [markdown]
 # ## 4 · The exact velocity field
 #
-# For mixture data the oracle gives the exact $u(x,t)$. Far from the data ($t=0.9$) it points
-# from the noise towards the data's mean; by $t=0.5$ it splits towards the eight modes; near
-# $t=0.1$ it points into the nearest mode. The paths (right) are the ODE's trajectories from $t_\text{max}$
+# For mixture data the oracle gives the exact $u(x,t)=\mathrm dx_t/\mathrm dt$, which points from the
+# data towards the noise (increasing $t$). The sampler runs $t$ *downwards*, so it moves along
+# $-u$, which the panels show (arrows: direction; colour: $\log\|u\|$ on one scale for all three).
+# Far from the data ($t=0.9$) $-u$ points towards the data's mean; by $t=0.5$ it splits towards the
+# eight modes; near $t=0.1$ it points into the nearest mode, and is much longer. The paths (right)
+# are the ODE's trajectories from $t_\text{max}$
 # to $t_\text{min}$ (RK4, 100 steps): curved, because the average of straight conditional paths
 # is not straight. Early on (large $t$) the posterior of $x_0$ is still the whole data law, so
-# $u\approx x-\mathbb E x_0=x$ and every point first moves *towards the data mean*; only later does it
+# $u\approx x-\mathbb E x_0=x$, so $-u\approx -x$ and every point first moves *towards the data mean*; only later does it
 # turn towards a mode, often back outwards — a noise point that starts next to a mode goes in and
 # comes back out.
 
@@ -266,9 +271,16 @@ rec = TrajectoryRecorder()
 probability_flow(oracle, rf, rf.t_max * z_traj, steps=100, solver="rk4", grid="uniform", callback=rec)
 traj_exact = torch.stack([rf.t_max * z_traj] + rec.x)
 times_exact = [rf.t_max] + rec.times
-fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+minus_u = lambda x, t: -u_oracle(x, t)  # noqa: E731  the direction of motion, t decreasing
+g_axis = torch.linspace(-2.5, 2.5, 17, dtype=torch.float64)
+grid_pts = torch.cartesian_prod(g_axis, g_axis)
+log_norms = [u_oracle(grid_pts, torch.full((len(grid_pts),), t, dtype=torch.float64)).norm(dim=1).log()
+             for t in (0.9, 0.5, 0.1)]
+clim = (float(min(v.min() for v in log_norms)), float(max(v.max() for v in log_norms)))
+fig, axes = plt.subplots(1, 4, figsize=(18, 4))
 for ax, t in zip(axes[:3], (0.9, 0.5, 0.1), strict=True):
-    quiver_field(u_oracle, t, ax=ax, lim=2.5, n=17, normalize=False, title=f"exact u(x, t = {t})")
+    quiver_field(minus_u, t, ax=ax, lim=2.5, n=17, clim=clim, colorbar_label=r"$\log\|u\|$",
+                 title=f"−u(x, t = {t}): where samples move")
     ax.scatter(*oracle.sample(400, generator=seeded(4)).T, s=2, color="C3", alpha=0.4)
 plot_trajectories(traj_exact, ax=axes[3], n_paths=60, lim=2.5,
                   title="exact ODE paths (○ noise, ● data)")
@@ -309,8 +321,9 @@ models = {"flow matching (velocity)": velocity_model_as_eps(nets["velocity"], rf
 # coordinates, `train` averages over them, so the floor is $C/2$ — not near 0; the ε-loss has a
 # floor too, for the same reason. Now sample both with **Euler on the ODE** on the uniform grid from $t_\text{max}$ to
 # $t_\text{min}$ (NFE = steps), from the same noise, and measure the squared energy distance to
-# held-out data (its sampling noise is the value between two independent data sets of the same
-# size, printed first; values below it, negative ones included, mean "indistinguishable"). The exact
+# held-out data. The estimator is unbiased, so for two samples of the same law it scatters
+# around 0 and can be negative; its scale is the value between two independent data sets of the
+# same size, printed first, and values within about that distance of 0 mean "indistinguishable". The exact
 # velocity (oracle) with the same Euler steps shows the discretisation error alone.
 
 
@@ -351,7 +364,9 @@ x_fm = euler_samples(models["flow matching (velocity)"], z_eval, 4)
 x_eps = euler_samples(models["ε-prediction"], z_eval, 4)
 scatter_2d(test, ax=axes[1], lim=2.5, s=2, color="0.6")
 axes[1].scatter(*x_fm.T, s=2, color="C1", label="flow matching, 4 NFE")
-axes[1].scatter(*x_eps.clamp(-2.5, 2.5).T, s=2, color="C2", alpha=0.5, label="ε-model, 4 NFE (clipped to view)")
+in_view = (x_eps.abs() <= 2.5).all(dim=1)
+axes[1].scatter(*x_eps[in_view].T, s=2, color="C2", alpha=0.5,
+                label=f"ε-model, 4 NFE ({int((~in_view).sum())} of {len(x_eps)} outside the view)")
 axes[1].legend(fontsize="small", markerscale=4)
 axes[1].set_title("samples at 4 NFE (grey: data)")
 fig.tight_layout()
@@ -362,16 +377,20 @@ plt.show()
 # $u=(\hat\varepsilon-x)/(1-t)$, so at the first step ($t=0.999$) any error in $\hat\varepsilon$ is
 # multiplied by $1/(1-t)=1000$, and a coarse Euler step carries that error all the way. The velocity
 # network is trained on the quantity the solver integrates, so there is nothing to amplify; the
-# conversion the other way, $\hat\varepsilon=x+(1-t)\,u$, *damps* its errors. (With many steps, and
-# with samplers that step in $\lambda$ such as DPM-Solver, an ε-model on this process does fine; the
-# comparison is about the few-step regime, where the parameterisation matters.)
+# conversion the other way, $\hat\varepsilon=x+(1-t)\,u$, *damps* its errors. (The comparison is
+# about Euler steps, where the parameterisation matters most; samplers that step in λ, such as
+# DPM-Solver, were not measured here.)
 #
 # ## 6 · How straight is a flow?
 #
 # One Euler step is exact only on a straight path walked at constant speed. A number for how
 # close a path $x(t)$, $t\in[t_\text{end},T]$, is to that (`reflow.straightness`):
-# $$S=\frac{\|x(T)-x(t_\text{end})\|^2}{(T-t_\text{end})\int\|\dot x\|^2\,\mathrm dt}\in(0,1],$$
-# $\le1$ by Cauchy–Schwarz, $=1$ iff $\dot x$ is constant. On a quarter circle walked at constant speed it
+# $$S=\frac{\|x(T)-x(t_\text{end})\|^2}{(T-t_\text{end})\int\|\dot x\|^2\,\mathrm dt}\in[0,1],$$
+# $\le1$ by Cauchy–Schwarz, $=1$ iff $\dot x$ is constant, 0 for a path that comes back to its
+# start. With $\Delta=x(T)-x(t_\text{end})$ and $L=T-t_\text{end}$,
+# $\int\|\dot x-\Delta/L\|^2\mathrm dt=\int\|\dot x\|^2\mathrm dt-\|\Delta\|^2/L$, so
+# $S=1-\int\|\dot x-\Delta/L\|^2/\int\|\dot x\|^2$: Liu et al.'s straightness (the numerator, 0 for
+# a straight path) made relative (checked below on the arc). On a quarter circle walked at constant speed it
 # is $(2\sin\frac\pi4)^2/(\frac\pi2)^2=8/\pi^2$; for $x=t^2$ on a line it is $1/(\frac43)=\frac34$:
 
 # %%
@@ -381,6 +400,9 @@ arc = torch.stack([torch.cos(0.5 * math.pi * tq), torch.sin(0.5 * math.pi * tq)]
 S_arc = straightness(arc, tq).item()
 S_line = straightness((tq**2)[:, None, None] * torch.ones(1, 1, 2, dtype=torch.float64), tq).item()
 assert abs(S_arc - 8 / math.pi**2) < 1e-6 and abs(S_line - 0.75) < 1e-5
+vel = arc.diff(dim=0) / tq.diff()[:, None, None]  # ẋ on each interval
+liu = ((vel - (arc[-1] - arc[0])) ** 2).sum(-1).mul(tq.diff()[:, None]).sum()  # L = 1
+assert abs(S_arc - (1 - float(liu) / float((vel**2).sum(-1).mul(tq.diff()[:, None]).sum()))) < 1e-9
 print(f"quarter circle: S = {S_arc:.6f} = 8/π² = {8 / math.pi**2:.6f};  x = t² on a line: S = {S_line:.5f} = 3/4")
 
 
@@ -410,7 +432,10 @@ print(f"straightness, mean over {N_TRAJ} paths: exact flow {S_exact.mean():.3f} 
 # remedy (Liu et al. 2023): push fresh noise through the trained ODE, $\hat x_0=\mathrm{ODE}(z)$, and
 # train again on the **coupled** pairs $(\hat x_0,z)$ — same loss, but now $z$ and $x_0$ are not
 # independent. The ODE's paths never cross, so the straight lines between its end points cross far
-# less, and the new flow is straighter; it keeps (approximately) the same end law. We start from the
+# less, and the new flow is straighter; it keeps (approximately) the same end law. The loss floor
+# of section 2 falls with the crossings (the final loss, printed below, against section 5's): it would be 0 only for a coupling whose
+# segments never meet at the same $t$ — a deterministic coupling is not enough (with
+# $\hat x_0=-z$ every segment passes through 0 at $t=\tfrac12$). We start from the
 # flow-matching weights and train for the same number of steps, with the package's EMA helpers,
 # in a loop of a dozen lines (the pairs make it differ from `train`: no fresh noise per step).
 #
@@ -427,6 +452,7 @@ net_rf = copy.deepcopy(nets["velocity"]).train().requires_grad_(True)
 ema_rf = copy.deepcopy(net_rf).eval().requires_grad_(False)
 opt = torch.optim.AdamW(net_rf.parameters(), lr=2e-3, weight_decay=0.0)
 g = seeded(7)
+losses = []
 start = time.perf_counter()
 for step in range(TRAIN_STEPS):
     idx = torch.randint(N_PAIRS, (BATCH,), generator=g)
@@ -434,6 +460,7 @@ for step in range(TRAIN_STEPS):
     t_b = rf.t_min + (1 - rf.t_min) * torch.rand(BATCH, generator=g)
     xt_b = (1 - t_b)[:, None] * x0_b + t_b[:, None] * z_b
     loss = ((net_rf(xt_b, t_b) - (z_b - x0_b)) ** 2).mean()
+    losses.append(loss.item())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net_rf.parameters(), 1.0)
@@ -442,7 +469,8 @@ for step in range(TRAIN_STEPS):
 t_reflow = time.perf_counter() - start
 models["after one reflow"] = velocity_model_as_eps(ema_rf, rf)
 print(f"{N_PAIRS} pairs in {t_pairs:.1f} s (RK4, 16 steps); reflow training {TRAIN_STEPS} steps "
-      f"in {t_reflow:.1f} s, final loss {loss.item():.4f} (the floor is 0 now: the coupling is deterministic)")
+      f"in {t_reflow:.1f} s, final loss {np.mean(losses[-100:]):.4f} (mean of the last 100 steps, as "
+      "train reports it in section 5)")
 
 # %% [markdown]
 # Straightness and error vs NFE before and after, and the fewest Euler steps that reach
@@ -544,6 +572,8 @@ player.show(animate=False, n_static=5)
 #
 # **Good output:** every check prints `ok`; the flow-matching row of the error table falls well
 # below the ε row at 1–8 NFE; straightness rises after reflow and the 1-step samples after reflow
-# land near the eight modes. **Failure signs:** a velocity network whose samples collapse to the
-# centre was trained with $x_0-z$ (the sign) and is integrated backwards; an ε-converted velocity
+# land near the eight modes. **Failure signs:** samples that fly outwards, far beyond the data,
+# come from a velocity network trained on $x_0-z$ (the sign) and integrated as if it were
+# $z-x_0$; samples collapsed onto the centre at a moderate NFE mean far too few or too large
+# steps (one Euler step lands on the data mean, as the figure above shows); an ε-converted velocity
 # that explodes near $t=1$ means the conversion divides by $m$ instead of $W$.
