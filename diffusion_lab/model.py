@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_int, check_labels, check_real, check_seed
+from ._checks import check_bool, check_int, check_labels, check_real, check_seed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .samplers import SAMPLERS, sample
 from .schedules import get_schedule
@@ -42,6 +42,14 @@ def guided_eps_model(net: nn.Module, y: Tensor, guidance: float, null_class: int
         return eps_u + guidance * (eps_c - eps_u)
 
     return eps
+
+
+#: what :meth:`GenerativeModel.generate` sets itself, so a caller may not pass it as an option
+GENERATE_SETS = {
+    "generator": "from seed=, on the model's device", "dtype": "the network's dtype",
+    "device": "the network's device", "y": "from labels=", "shape": "from n and data_shape",
+    "eps_model": "the network, guided when guidance= is given", "sde": "the model's SDE",
+}
 
 
 def _on(value, device):
@@ -144,6 +152,11 @@ class GenerativeModel:
         """
         n = check_int(n, "n")
         seed = check_seed(seed)
+        clip = check_bool(clip, "clip")
+        taken = sorted(kwargs.keys() & GENERATE_SETS.keys())
+        if taken:
+            raise TypeError(f"generate sets {taken[0]} itself ({GENERATE_SETS[taken[0]]}); "
+                            f"do not pass {taken[0]}=")
         if self.data_shape is None:
             raise ValueError("data_shape is unknown: pass data_shape= or train the model first")
         net, eps_model, y_arg = self._conditioning(n, labels, guidance)
