@@ -145,6 +145,9 @@ class GenerativeModel:
         such a net samples unconditionally (null class). ``guidance`` w applies
         classifier-free guidance ε̃ = ε_∅ + w (ε_y − ε_∅): w = 1 is the conditional model,
         w = 0 the unconditional one; ``None`` means w = 1 without the extra pass.
+        ``kwargs`` go to the sampler (``grid``, ``t_end``, ``denoise``, ``eta``, …); what
+        generate sets itself (:data:`GENERATE_SETS`: ``generator``, ``dtype``, ``device``, ``y``,
+        ``shape``) is refused there.
 
         Image output (``data_shape`` of length 3) is clipped to [-1, 1] as the documented
         last step of generation (``clip=False`` returns the raw sampler output); nothing

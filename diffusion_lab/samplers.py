@@ -459,7 +459,9 @@ def sample(eps_model, sde, shape, method: str = "dpm_solver", steps: int = 20,
     """Draw x_1 = ``sde.prior_sample(shape, generator)`` and run sampler ``method`` on it.
 
     ``kwargs`` go to the sampler (``t_end``, ``grid``, ``y``, ``callback``,
-    ``progress``, ``denoise``, ``info`` and method options such as ``eta``).
+    ``progress``, ``denoise``, ``info`` and method options such as ``eta``); an option the
+    method does not take is a TypeError naming it and the method's own options
+    (:func:`method_options`).
     """
     if not isinstance(method, str) or method not in SAMPLERS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(SAMPLERS)}")

@@ -157,7 +157,7 @@ DIST_CASES = [  # method, options, grid, steps (bias at n=20000 measured far bel
 
 def _case_id(case):
     method, opts, grid, steps = case
-    return "-".join([method, *map(str, opts.values()), grid, str(steps)]).replace(" ", "")
+    return "-".join([method, *map(str, opts.values()), str(grid), str(steps)]).replace(" ", "")
 
 
 @pytest.mark.parametrize("method,opts,grid,steps", DIST_CASES, ids=map(_case_id, DIST_CASES))

@@ -248,6 +248,8 @@ ERRORS = [  # (path, JSON body, status, field)
     ("generate", {"model": M, "colour": "red"}, 422, "colour"),
     ("generate", [M], 422, "body"),
     ("generate/stream", {"model": M, "n": 99}, 422, "n"),
+    ("generate", {"model": M, "method": "restart", "steps": 1}, 422, "steps"),
+    ("generate/stream", {"model": "toy_two_moons", "method": "restart", "steps": 2}, 422, "steps"),
     ("inpaint", {"model": "toy_two_moons", "images": [PNG]}, 422, "model"),
     ("inpaint", {"model": M, "images": []}, 422, "images"),
     ("inpaint", {"model": M, "images": [PNG, SMALL_PNG]}, 422, "images[1]"),
