@@ -376,7 +376,7 @@ _FIELDS = {
     "model": st.one_of(st.sampled_from(["toy_two_moons", "toy_checkerboard", "nope"]), _JUNK),
     "n": st.one_of(st.integers(-2, 40), _JUNK),
     "steps": st.one_of(st.integers(-2, 12), _JUNK),
-    "method": st.one_of(st.sampled_from(["ddim", "ancestral", "dpm_solver", "heun"]), _JUNK),
+    "method": st.one_of(st.sampled_from(["ddim", "ancestral", "dpm_solver", "restart", "heun"]), _JUNK),
     "seed": st.one_of(st.integers(-2, 2**33), _JUNK),
     "labels": _JUNK, "guidance": st.one_of(st.floats(-1, 30), _JUNK), "extra": _JUNK,
 }
