@@ -48,14 +48,25 @@ def check_finite(x: Tensor, name: str = "x") -> Tensor:
     return x
 
 
-def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
+def check_positive(value, name: str, *, allow_zero: bool = False,
+                   allow_inf: bool = False) -> float:
+    """A number > 0 (``allow_zero``: >= 0), finite unless ``allow_inf`` (then +inf is
+    accepted: "no bound"); never a bool or a string."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     ok = value >= 0 if allow_zero else value > 0
-    if not math.isfinite(value) or not ok:
+    if not (math.isfinite(value) or (allow_inf and value == math.inf)) or not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+        rule = f"{bound} (inf allowed)" if allow_inf else f"finite and {bound}"
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return value
+
+
+def check_bool(value, name: str) -> bool:
+    """A real bool: 0 / 1, None, strings and tensors are refused (``"no"`` is truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
     return value
 
 
@@ -130,6 +141,8 @@ def check_labels(labels, n: int, num_classes: int, device=None, name: str = "lab
     if isinstance(labels, Tensor):
         if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
             raise TypeError(f"{name} must be an integer tensor, got dtype {labels.dtype}")
+        if labels.dim() > 1:
+            raise ValueError(f"{name} must be a 1-D tensor [n], got shape {list(labels.shape)}")
         y = labels.reshape(-1).to(dtype=torch.long, device=device)
     elif isinstance(labels, int) and not isinstance(labels, bool):
         y = torch.full((n,), labels, dtype=torch.long, device=device)

@@ -73,10 +73,15 @@ def float_in(lo: float | None = None, hi: float | None = None, *, lo_open: bool 
     return parse
 
 
+def _digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 ("²".isdigit() is True, and int("٣") is 3)."""
+    return text.isascii() and text.isdigit()
+
+
 def int_list(text: str) -> list[int]:
     """Comma-separated positive ints ('' is the empty list)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not all(p.isdigit() and int(p) >= 1 for p in parts):
+    if not all(_digits(p) and int(p) >= 1 for p in parts):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, got {text!r}")
     return [int(p) for p in parts]
 
@@ -86,7 +91,7 @@ def labels_arg(text: str):
     if text == "cycle":
         return text
     parts = [p.strip() for p in text.split(",")]
-    if not parts or not all(p.isdigit() for p in parts):
+    if not parts or not all(_digits(p) for p in parts):
         raise argparse.ArgumentTypeError(f"expected 'cycle' or comma-separated ints >= 0, "
                                          f"got {text!r}")
     return [int(p) for p in parts]

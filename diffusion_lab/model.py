@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import tasks
-from ._checks import check_int, check_labels, check_real, check_seed
+from ._checks import check_bool, check_int, check_labels, check_real, check_seed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .constraints import _grayscale
 from .guidance import guided_eps_model
@@ -32,6 +32,14 @@ from .training import TrainResult, train
 
 __all__ = ["GenerativeModel", "guided_eps_model"]
 
+
+
+#: what :meth:`GenerativeModel.generate` sets itself, so a caller may not pass it as an option
+GENERATE_SETS = {
+    "generator": "from seed=, on the model's device", "dtype": "the network's dtype",
+    "device": "the network's device", "y": "from labels=", "shape": "from n and data_shape",
+    "eps_model": "the network, guided when guidance= is given", "sde": "the model's SDE",
+}
 
 
 def _on(value, device):
@@ -127,6 +135,9 @@ class GenerativeModel:
         such a net samples unconditionally (null class). ``guidance`` w applies
         classifier-free guidance ε̃ = ε_∅ + w (ε_y − ε_∅): w = 1 is the conditional model,
         w = 0 the unconditional one; ``None`` means w = 1 without the extra pass.
+        ``kwargs`` go to the sampler (``grid``, ``t_end``, ``denoise``, ``eta``, …); what
+        generate sets itself (:data:`GENERATE_SETS`: ``generator``, ``dtype``, ``device``, ``y``,
+        ``shape``) is refused there.
 
         Image output (``data_shape`` of length 3) is clipped to [-1, 1] as the documented
         last step of generation (``clip=False`` returns the raw sampler output); nothing
@@ -134,6 +145,11 @@ class GenerativeModel:
         """
         n = check_int(n, "n")
         seed = check_seed(seed)
+        clip = check_bool(clip, "clip")
+        taken = sorted(kwargs.keys() & GENERATE_SETS.keys())
+        if taken:
+            raise TypeError(f"generate sets {taken[0]} itself ({GENERATE_SETS[taken[0]]}); "
+                            f"do not pass {taken[0]}=")
         if self.data_shape is None:
             raise ValueError("data_shape is unknown: pass data_shape= or train the model first")
         net, eps_model, y_arg = self._conditioning(n, labels, guidance)

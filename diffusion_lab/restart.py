@@ -83,17 +83,21 @@ def restart(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback
     ``t_restart = (t_lo, t_hi)`` are times, t_end < t_lo < t_hi ≤ t_max (t_lo snapped to the
     main grid); ``restarts`` is K ≥ 0 (K = 0 is plain DPM-Solver++(2M) on the main grid) and
     ``restart_steps`` the ODE steps of each restart segment (``None``: the main grid's own count
-    over [t_lo, t_hi], at least 2). Randomness: only the jumps.
+    over [t_lo, t_hi], at least 2; an explicit count needs ``restarts >= 1``). Randomness:
+    only the jumps.
     ``progress`` draws no bar here (the segments are short).
     """
     restarts = check_int(restarts, "restarts", minimum=0)
     if restart_steps is not None:
         restart_steps = check_int(restart_steps, "restart_steps", minimum=1)
+        if restarts == 0:
+            raise ValueError(f"restart_steps={restart_steps} has no effect with restarts=0 (no "
+                             "restart segment); pass restarts >= 1 or restart_steps=None")
     if not (isinstance(t_restart, (tuple, list)) and len(t_restart) == 2):
         raise ValueError(f"t_restart must be a pair (t_lo, t_hi), got {t_restart!r}")
-    t_lo, t_hi = (check_positive(v, "t_restart") for v in t_restart)
+    t_lo, t_hi = (check_positive(v, f"t_restart[{i}]") for i, v in enumerate(t_restart))
     run = _Run("restart", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
-               generator)
+               generator, denoise)
     if not run.t_end < t_lo < t_hi <= sde.t_max:
         raise ValueError(f"t_restart must satisfy t_end < t_lo < t_hi <= t_max = {sde.t_max:g}, "
                          f"got t_end={run.t_end:g}, t_restart={tuple(t_restart)}")
@@ -112,7 +116,7 @@ def restart(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback
     total = sum(len(ts) - 1 for _, ts in segments)
     x = _restart_loop(run, x, segments)
     run.steps = total
-    return run.finish(x, denoise, t_restart=(t_lo, t_hi), restarts=restarts,
+    return run.finish(x, t_restart=(t_lo, t_hi), restarts=restarts,
                       restart_steps=restart_steps)
 
 

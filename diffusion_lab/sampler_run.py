@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._checks import check_finite, check_int
+from ._checks import check_bool, check_finite, check_int
 from .sde import SDE
 from .timegrid import Coefficients, coefficients, time_grid
 
@@ -65,7 +65,7 @@ class _Run:
     network call, the grid, progress, callback and ``info``."""
 
     def __init__(self, method, eps_model, sde, x, steps, t_end, grid, y, callback, progress,
-                 info, generator):
+                 info, generator, denoise=False):
         if not callable(eps_model):
             raise TypeError(f"eps_model must be callable, got {type(eps_model).__name__}")
         if not isinstance(sde, SDE):
@@ -80,13 +80,15 @@ class _Run:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError("generator must be a torch.Generator or None, "
                             f"got {type(generator).__name__}")
+        self.progress = check_bool(progress, "progress")
+        self.denoise = check_bool(denoise, "denoise")
         self.method, self.eps_model, self.sde, self.y = method, eps_model, sde, y
         self.steps = check_int(steps, "steps", minimum=1)
         self.grid_kind = DEFAULT_GRIDS[method] if grid is None else grid
         self.grid = time_grid(sde, self.steps, t_end, self.grid_kind).tolist()
         self.t_end = self.grid[-1]
         self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
-        self.callback, self.progress, self.info = callback, progress, info
+        self.callback, self.info = callback, info
         self.generator = generator
         self.nfe, self.step = 0, 0
         self._coef: dict[float, Coefficients] = {}
@@ -106,6 +108,11 @@ class _Run:
             raise ValueError(
                 f"eps_model must return a tensor shaped like x {list(x.shape)}, got {got}"
             )
+        if out.device != x.device or not out.is_floating_point() or (
+                torch.result_type(x, out) != x.dtype):
+            raise TypeError(f"eps_model must return a floating tensor on x's device that keeps "
+                            f"x's dtype ({x.dtype} on {x.device}), got {out.dtype} on "
+                            f"{out.device}")
         if not bool(torch.isfinite(out).all()):
             raise ValueError(f"eps_model returned non-finite values at step {self.step}, t={t:.6g}")
         return out
@@ -137,8 +144,9 @@ class _Run:
             raise FloatingPointError(f"{self.method}: the sample became non-finite at step {i} "
                                      f"(t={t:.6g}); try more steps or another method/grid")
 
-    def finish(self, x: Tensor, denoise: bool, **extra) -> Tensor:
-        if denoise:
+    def finish(self, x: Tensor, **extra) -> Tensor:
+        """The end of a run: x̂_0 at ``t_end`` if ``denoise``, the state checked, ``info`` filled."""
+        if self.denoise:
             self.step = self.steps
             x = self.x0(x, self.eps(x, self.t_end), self.t_end)
         self.check_state(x, self.step, self.t_end)

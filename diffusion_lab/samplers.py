@@ -32,13 +32,22 @@ receives ``nfe``, ``steps``, ``method``, ``grid`` and ``t_end``.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._checks import batch_times, check_choice, check_finite, check_int, check_positive, expand_like
+from ._checks import (
+    batch_times,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    expand_like,
+)
 from .dpm_multistep import multistep_update
 from .ode import FIXED_METHODS, integrate_fixed, rk45
 from .restart import restart
@@ -49,7 +58,8 @@ from .unipc import unipc
 __all__ = [
     "SAMPLERS", "sample", "euler_maruyama", "predictor_corrector", "langevin_corrector_step",
     "probability_flow", "exponential_integrator", "ddim", "dpm_solver", "ancestral", "edm",
-    "DEFAULT_GRIDS", "restart", "unipc",
+    "DEFAULT_GRIDS", "restart", "unipc", "COMMON_OPTIONS", "method_options", "check_options",
+    "check_arguments",
 ]
 
 
@@ -62,11 +72,11 @@ def euler_maruyama(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, c
     One network call per step; noise is added on every step, the last included.
     """
     run = _Run("euler_maruyama", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
-               info, generator)
+               info, generator, denoise)
     for i, s, t in run.intervals():
         x, x0 = _em_step(run, x, s, t)
         run.emit(i, t, x, x0)
-    return run.finish(x, denoise)
+    return run.finish(x)
 
 
 def _em_step(run: _Run, x: Tensor, s: float, t: float) -> tuple[Tensor, Tensor]:
@@ -131,7 +141,7 @@ def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid=None, y=No
     snr = check_positive(snr, "snr")
     n_corrector = check_int(n_corrector, "n_corrector", minimum=0)
     run = _Run("predictor_corrector", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
-               info, generator)
+               info, generator, denoise)
     for i, s, t in run.intervals():
         alpha = (run.coef(s).m / run.coef(t).m) ** 2
         model_at_s = lambda xs, tb, s=s: run.eps(xs, s)  # noqa: E731 - counted, checked call
@@ -140,29 +150,39 @@ def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid=None, y=No
                                            generator=generator)
         x, x0 = _em_step(run, x, s, t)
         run.emit(i, t, x, x0)
-    return run.finish(x, denoise, snr=snr, n_corrector=n_corrector)
+    return run.finish(x, snr=snr, n_corrector=n_corrector)
 
 
 # -- the probability-flow ODE -------------------------------------------------------------------
 PF_SOLVERS = (*FIXED_METHODS, "rk45")
+PF_RTOL = PF_ATOL = 1e-5  # rk45's default tolerances
 
 
 def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
                      callback=None, generator=None, progress=False, denoise=False, info=None,
-                     solver="heun", rtol=1e-5, atol=1e-5) -> Tensor:
+                     solver="heun", rtol=PF_RTOL, atol=PF_ATOL) -> Tensor:
     r"""Integrate the probability-flow ODE dx/dt = f x − ½ g² s(x, t) = f x + ½ g² ε̂/σ
     from 1 to ``t_end``.
 
     ``solver`` "euler" / "heun" / "rk4" step along the grid (NFE = 1 / 2 / 4 per
     step); "rk45" is adaptive Dormand–Prince with ``rtol`` / ``atol``: ``steps``
-    then only sets the first trial step (1 − t_end)/steps and ``grid`` is unused;
+    then only sets the first trial step (1 − t_end)/steps and ``grid`` must be None;
     ``callback`` fires once per *accepted* step and ``info`` gets the accepted
     ``steps``, ``rejected`` and the true ``nfe``. ``callback``'s x0_hat is the
-    estimate at the start of the step.
+    estimate at the start of the step. ``rtol`` / ``atol`` other than their defaults with a
+    fixed-step solver are refused (they would have no effect).
     """
     check_choice(solver, "solver", PF_SOLVERS)
+    if solver == "rk45":
+        rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+        if grid is not None:
+            raise ValueError(f"grid is for the fixed-step solvers ({', '.join(FIXED_METHODS)}); "
+                             f"rk45 chooses its own steps, got grid={grid!r}")
+    elif (rtol, atol) != (PF_RTOL, PF_ATOL):
+        raise ValueError(f"rtol and atol are for solver='rk45'; solver={solver!r} steps along the "
+                         f"grid, got rtol={rtol!r}, atol={atol!r}")
     run = _Run("probability_flow", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
-               info, generator)
+               info, generator, denoise)
     seen = {"first": None, "last": None}  # x̂_0 of the first call in a step, and of the latest call
 
     def velocity(t: float, xt: Tensor) -> Tensor:
@@ -174,8 +194,6 @@ def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
         return c.f * xt + 0.5 * c.g2 / c.sigma * eps
 
     if solver == "rk45":
-        rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
-
         def on_accept(i, t, xt):
             run.step = i + 1
             run.emit(i, t, xt, seen["first"])
@@ -185,7 +203,7 @@ def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
         res = rk45(velocity, x, run.grid[0], run.t_end, rtol=rtol, atol=atol, first_step=first,
                    callback=on_accept)
         run.steps = res.steps
-        return run.finish(res.y, denoise, solver=solver, rejected=res.rejected)
+        return run.finish(res.y, solver=solver, rejected=res.rejected)
 
     def on_step(i, t, xt):
         run.step = i + 1
@@ -196,7 +214,7 @@ def probability_flow(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
     res = integrate_fixed(velocity, x, run.grid, method=solver,
                           callback=lambda i, t, xt: (on_step(i, t, xt), bar.update()))
     bar.close()
-    return run.finish(res.y, denoise, solver=solver)
+    return run.finish(res.y, solver=solver)
 
 
 # -- exponential integrators: DDIM, DPM-Solver(++) ----------------------------------------------
@@ -212,8 +230,9 @@ def exponential_integrator(eps_model, sde, x, *, steps, t_end=None, grid=None, y
 
     The SDE variant is SDE-DPM-Solver-1 (Lu et al. 2022b).
     """
+    stochastic = check_bool(stochastic, "stochastic")
     run = _Run("exponential_integrator", eps_model, sde, x, steps, t_end, grid, y, callback,
-               progress, info, generator)
+               progress, info, generator, denoise)
     k = 2.0 if stochastic else 1.0
     for i, s, t in run.intervals():
         cs, ct = run.coef(s), run.coef(t)
@@ -224,7 +243,7 @@ def exponential_integrator(eps_model, sde, x, *, steps, t_end=None, grid=None, y
         if stochastic:
             x = x + ct.sigma * math.sqrt(math.expm1(2.0 * h)) * run.noise()
         run.emit(i, t, x, x0)
-    return run.finish(x, denoise, stochastic=bool(stochastic))
+    return run.finish(x, stochastic=stochastic)
 
 
 def ddim(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
@@ -238,12 +257,13 @@ def ddim(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=No
     only while c ≤ σ_t.
     """
     eta = check_positive(eta, "eta", allow_zero=True)
+    eta2 = eta**2 if eta < 1e150 else math.inf  # η² would overflow: refused below (c > σ_t)
     run = _Run("ddim", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
-               generator)
+               generator, denoise)
     for i, s, t in run.intervals():
         ct = run.coef(t)
         h = ct.lam - run.coef(s).lam
-        frac = eta**2 * -math.expm1(-2.0 * h)  # (c / σ_t)²
+        frac = eta2 * -math.expm1(-2.0 * h)  # (c / σ_t)²
         if frac > 1.0:
             raise ValueError(f"eta={eta} is too large for step {i} (c > σ_t); use eta <= 1")
         eps = run.eps(x, s)
@@ -252,7 +272,7 @@ def ddim(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=No
         if eta > 0:
             x = x + ct.sigma * math.sqrt(frac) * run.noise()
         run.emit(i, t, x, x0)
-    return run.finish(x, denoise, eta=eta)
+    return run.finish(x, eta=eta)
 
 
 #: DPM-Solver++(2M) extrapolates only while the step in λ grows by at most 1/0.7 ≈ 1.43×.
@@ -297,9 +317,9 @@ def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callb
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
     eta = check_positive(eta, "eta", allow_zero=True)
     run = _Run("dpm_solver", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
-               generator)
+               generator, denoise)
     if order == 3 or eta > 0:
-        return _dpm_multistep(run, x, order, eta, denoise)
+        return _dpm_multistep(run, x, order, eta)
     prev_x0, prev_h = None, None
     for i, s, t in run.intervals():
         cs, ct = run.coef(s), run.coef(t)
@@ -313,10 +333,10 @@ def dpm_solver(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callb
         x = (ct.sigma / cs.sigma) * x - ct.m * math.expm1(-h) * d
         prev_x0, prev_h = x0, h
         run.emit(i, t, x, x0)
-    return run.finish(x, denoise, order=order)
+    return run.finish(x, order=order)
 
 
-def _dpm_multistep(run: _Run, x: Tensor, order: int, eta: float, denoise: bool) -> Tensor:
+def _dpm_multistep(run: _Run, x: Tensor, order: int, eta: float) -> Tensor:
     """DPM-Solver++(kM), η ≥ 0, stepped in x̃ = x/m (see :mod:`diffusion_lab.dpm_multistep`)."""
     x0s, hs = [], []
     xt = x / run.coef(run.grid[0]).m
@@ -327,7 +347,7 @@ def _dpm_multistep(run: _Run, x: Tensor, order: int, eta: float, denoise: bool) 
         noise = run.noise() if eta > 0 else None
         xt = multistep_update(xt, x0s, hs, math.exp(-ct.lam), eta, order, noise)
         run.emit(i, t, ct.m * xt, x0s[-1])
-    return run.finish(run.coef(run.t_end).m * xt, denoise, order=order, eta=eta)
+    return run.finish(run.coef(run.t_end).m * xt, order=order, eta=eta)
 
 
 # -- EDM (Karras et al. 2022) ------------------------------------------------------------------
@@ -349,15 +369,20 @@ def edm(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=Non
     default) is the deterministic Heun sampler, EDM's choice for VP and VE models. σ̂ must stay
     within the process's range: churn is skipped on a step where (1 + γ) σ̃_i > σ̃(t_max) (the
     first step, whatever S_tmax says), since no time t ≤ t_max has that noise level.
+    ``s_noise``, ``s_tmin``, ``s_tmax`` other than their defaults need ``s_churn > 0``.
     """
     s_churn = check_positive(s_churn, "s_churn", allow_zero=True)
     s_noise = check_positive(s_noise, "s_noise")
     s_tmin = check_positive(s_tmin, "s_tmin", allow_zero=True)
-    s_tmax = float(s_tmax)
+    s_tmax = check_positive(s_tmax, "s_tmax", allow_zero=True, allow_inf=True)
     if not s_tmax >= s_tmin:
         raise ValueError(f"s_tmax must be >= s_tmin, got s_tmax={s_tmax}, s_tmin={s_tmin}")
+    if s_churn == 0 and (s_noise, s_tmin, s_tmax) != (1.0, 0.0, math.inf):
+        raise ValueError(f"s_noise, s_tmin and s_tmax shape the churn; with s_churn=0 they have "
+                         f"no effect, got s_noise={s_noise}, s_tmin={s_tmin}, s_tmax={s_tmax} "
+                         "(pass s_churn > 0, or leave them at 1, 0, inf)")
     run = _Run("edm", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
-               generator)
+               generator, denoise)
     gamma_max = min(s_churn / run.steps, math.sqrt(2.0) - 1.0)
     sig_top = math.exp(-run.coef(run.grid[0]).lam)
     xt = x / run.coef(run.grid[0]).m  # x̃ = x/m
@@ -380,7 +405,7 @@ def edm(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=Non
         else:
             xt = x_euler
         run.emit(i, t, run.coef(t).m * xt, x0)
-    return run.finish(run.coef(run.t_end).m * xt, denoise, s_churn=s_churn)
+    return run.finish(run.coef(run.t_end).m * xt, s_churn=s_churn)
 
 
 # -- DDPM ancestral sampling --------------------------------------------------------------------
@@ -400,7 +425,7 @@ def ancestral(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callba
     """
     check_choice(variance, "variance", ("posterior", "beta"))
     run = _Run("ancestral", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
-               generator)
+               generator, denoise)
     for i, s, t in run.intervals():
         cs, ct = run.coef(s), run.coef(t)
         m_st = cs.m / ct.m
@@ -412,7 +437,7 @@ def ancestral(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callba
         var = var_st * ct.sigma**2 / cs.sigma**2 if variance == "posterior" else var_st
         x = mean + math.sqrt(var) * run.noise()
         run.emit(i, t, x, x0)
-    return run.finish(x, denoise, variance=variance)
+    return run.finish(x, variance=variance)
 
 
 SAMPLERS = {
@@ -434,12 +459,57 @@ def sample(eps_model, sde, shape, method: str = "dpm_solver", steps: int = 20,
     """Draw x_1 = ``sde.prior_sample(shape, generator)`` and run sampler ``method`` on it.
 
     ``kwargs`` go to the sampler (``t_end``, ``grid``, ``y``, ``callback``,
-    ``progress``, ``denoise``, ``info`` and method options such as ``eta``).
+    ``progress``, ``denoise``, ``info`` and method options such as ``eta``); an option the
+    method does not take is a TypeError naming it and the method's own options
+    (:func:`method_options`).
     """
     if not isinstance(method, str) or method not in SAMPLERS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(SAMPLERS)}")
     if not isinstance(sde, SDE):
         raise TypeError(f"sde must be a diffusion_lab SDE, got {type(sde).__name__}")
     steps = check_int(steps, "steps", minimum=1)
+    check_options(method, kwargs)
     x = sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
     return SAMPLERS[method](eps_model, sde, x, steps=steps, generator=generator, **kwargs)
+
+
+#: the keyword arguments every sampler takes (the shared signature, besides x and steps)
+COMMON_OPTIONS = ("t_end", "grid", "y", "callback", "generator", "progress", "denoise", "info")
+
+
+def method_options(method: str) -> tuple[str, ...]:
+    """The options of sampler ``method`` beyond :data:`COMMON_OPTIONS` (e.g. ddim: eta)."""
+    params = inspect.signature(SAMPLERS[method]).parameters
+    return tuple(k for k, p in params.items()
+                 if p.kind is p.KEYWORD_ONLY and k not in COMMON_OPTIONS and k != "steps")
+
+
+def check_options(method: str, options) -> None:
+    """Refuse keyword arguments sampler ``method`` does not take, naming what it takes."""
+    own = method_options(method)
+    for key in options:
+        if key not in own and key not in COMMON_OPTIONS:
+            raise TypeError(f"method {method!r} takes no option {key!r}; its own options: "
+                            f"{', '.join(own) or '(none)'}; every method takes: "
+                            f"{', '.join(COMMON_OPTIONS)}")
+
+
+
+class _FirstCall(Exception):
+    """Raised by :func:`check_arguments`' stand-in network at its first call."""
+
+
+def check_arguments(method: str, sde, shape, steps: int = 20, **options) -> None:
+    """Raise what ``sample(eps_model, sde, shape, method, steps, **options)`` raises before its
+    first network call — every sampler checks its arguments, its grid and (restart) its
+    restart points there — without sampling: a stand-in network stops the run at that call.
+    Checks that need the network's output (DDIM's η on later steps, the Langevin step size)
+    are not made. For a caller that must refuse a request before admitting it (the service)."""
+    def first_call(x, t, *y):
+        raise _FirstCall
+
+    try:
+        sample(first_call, sde, shape, method, steps, **options)
+    except _FirstCall:
+        return
+    raise RuntimeError(f"method {method!r} finished without calling the network")

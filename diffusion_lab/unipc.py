@@ -107,15 +107,19 @@ def unipc(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=N
           corrector=True, variant="bh2") -> Tensor:
     r"""UniPC-``order`` (1, 2 or 3) with the UniC corrector (see the module docstring) and
     B(h) ``variant`` ("bh2": e^{−h} − 1, "bh1": −h); ``corrector=False`` leaves UniP alone
-    (= DPM-Solver++(2M) for order 2 and bh2). Deterministic."""
+    (= DPM-Solver++(2M) for order 2 and bh2). Deterministic. ``variant`` acts on every step
+    but with ``order=1, corrector=False`` (plain DPM-Solver++(1)), where "bh1" is refused."""
     order = check_int(order, "order", minimum=1)
     if order > 3:
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
     if not isinstance(corrector, bool):
         raise TypeError(f"corrector must be a bool, got {type(corrector).__name__}")
     check_choice(variant, "variant", VARIANTS)
+    if order == 1 and not corrector and variant != "bh2":
+        raise ValueError(f"variant={variant!r} has no effect with order=1 and corrector=False "
+                         "(B(h) weighs only the higher-order and corrector terms)")
     run = _Run("unipc", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
-               generator)
+               generator, denoise)
     hist: list[tuple[float, Tensor]] = []  # (λ, x̂_0) of the last `order` points, oldest first
     hs: list[float] = []
     last = None  # (x_{s0}, coefficients at s0, the history it used, its order) of the last step
@@ -131,7 +135,7 @@ def unipc(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=N
         last = (x, cs, hist, p)
         x = _predict(x, hist, cs, ct, p, variant)
         run.emit(i, t, x, m_s)
-    return run.finish(x, denoise, order=order, corrector=corrector, variant=variant)
+    return run.finish(x, order=order, corrector=corrector, variant=variant)
 
 
 def _differences(hist, p: int, h: float) -> tuple[list[float], list[Tensor]]:

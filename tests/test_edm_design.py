@@ -117,7 +117,7 @@ def test_the_multistep_code_at_order_2_is_the_2m_sampler(name):
     x1 = _prior(sde, 64)
     for grid in ("uniform", "logsnr"):
         run = S._Run("dpm_solver", o, sde, x1, 12, None, grid, None, None, False, None, None)
-        a = S._dpm_multistep(run, x1, 2, 0.0, False)
+        a = S._dpm_multistep(run, x1, 2, 0.0)  # denoise: _Run(..., denoise=False)
         b = S.dpm_solver(o, sde, x1, steps=12, grid=grid)
         assert _rms(a, b) < 1e-12
 

@@ -248,6 +248,8 @@ ERRORS = [  # (path, JSON body, status, field)
     ("generate", {"model": M, "colour": "red"}, 422, "colour"),
     ("generate", [M], 422, "body"),
     ("generate/stream", {"model": M, "n": 99}, 422, "n"),
+    ("generate", {"model": M, "method": "restart", "steps": 1}, 422, "steps"),
+    ("generate/stream", {"model": "toy_two_moons", "method": "restart", "steps": 2}, 422, "steps"),
     ("inpaint", {"model": "toy_two_moons", "images": [PNG]}, 422, "model"),
     ("inpaint", {"model": M, "images": []}, 422, "images"),
     ("inpaint", {"model": M, "images": [PNG, SMALL_PNG]}, 422, "images[1]"),
@@ -374,7 +376,7 @@ _FIELDS = {
     "model": st.one_of(st.sampled_from(["toy_two_moons", "toy_checkerboard", "nope"]), _JUNK),
     "n": st.one_of(st.integers(-2, 40), _JUNK),
     "steps": st.one_of(st.integers(-2, 12), _JUNK),
-    "method": st.one_of(st.sampled_from(["ddim", "ancestral", "dpm_solver", "heun"]), _JUNK),
+    "method": st.one_of(st.sampled_from(["ddim", "ancestral", "dpm_solver", "restart", "heun"]), _JUNK),
     "seed": st.one_of(st.integers(-2, 2**33), _JUNK),
     "labels": _JUNK, "guidance": st.one_of(st.floats(-1, 30), _JUNK), "extra": _JUNK,
 }

@@ -55,6 +55,9 @@ def test_catalog_lists_generative_checkpoints_with_their_stored_shapes(cards):
     ({"model": "colour_mnist", "labels": 1}, "labels"),
     ({"model": "mnist_cond", "guidance": 2.0}, "guidance"),
     ({"model": "colour_mnist", "guidance": 2.0}, "guidance"),
+    # the sampler's own refusals, made before admission (they were a 500 from the worker)
+    ({"model": "toy_two_moons", "method": "restart", "steps": 1}, "steps"),
+    ({"model": "mnist_cond", "method": "restart", "steps": 2}, "steps"),
 ])
 def test_model_dependent_checks_name_the_field(cards, body, field):
     request = GenerateRequest.model_validate(body)
@@ -69,6 +72,24 @@ def test_tasks_a_model_does_not_support_are_refused(cards):
     with pytest.raises(RequestError) as err:
         check_against(request, cards["toy_two_moons"], "inpaint", seed=0)
     assert err.value.field == "model" and "inpaint" in err.value.message
+
+
+def test_a_sampler_refusal_is_a_422_naming_steps_with_the_sampler_message(cards):
+    request = GenerateRequest.model_validate({"model": "toy_two_moons", "method": "restart",
+                                              "steps": 2})
+    with pytest.raises(RequestError) as err:
+        check_against(request, cards["toy_two_moons"], "generate", seed=0)
+    assert err.value.message.startswith("method 'restart' cannot run steps=2 on model "
+                                        "'toy_two_moons': t_restart: t_hi=0.3 must exceed")
+    png = imaging.png_data_url(np.zeros((28, 28), np.uint8))  # inpainting replaces with it too
+    request = InpaintRequest.model_validate({"model": "mnist_cond", "images": [png],
+                                             "method": "restart", "steps": 1})
+    with pytest.raises(RequestError) as err:
+        check_against(request, cards["mnist_cond"], "inpaint", seed=0)
+    assert err.value.field == "steps" and "restart needs steps >= 2" in err.value.message
+    request = GenerateRequest.model_validate({"model": "toy_two_moons", "method": "restart",
+                                              "steps": 3})
+    assert check_against(request, cards["toy_two_moons"], "generate", seed=0).steps == 3
 
 
 def test_a_valid_request_becomes_a_job(cards):

@@ -15,10 +15,11 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checkpoint import FORMAT, sde_from_json
+from ..sde import SDE
 from .schemas import MODEL_NAME_PATTERN
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
@@ -35,6 +36,7 @@ class ModelCard:
     class_names: list[str] | None
     sde: str
     network: str
+    process: SDE | None = field(default=None, compare=False, repr=False)  # the SDE ``sde`` names
 
     @property
     def kind(self) -> str:
@@ -68,10 +70,11 @@ def read_card(path: Path) -> ModelCard | None:
     if not shape:
         return None
     net = config["net"]
+    sde = sde_from_json(config["sde"])
     return ModelCard(name=path.name, path=path, data_shape=tuple(int(s) for s in shape),
                      num_classes=(net.get("config") or {}).get("num_classes"),
                      class_names=(config.get("data") or {}).get("class_names"),
-                     sde=repr(sde_from_json(config["sde"])), network=net["class"])
+                     sde=repr(sde), network=net["class"], process=sde)
 
 
 def discover(folder) -> dict[str, ModelCard]:

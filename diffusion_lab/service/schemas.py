@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..samplers import SAMPLERS
+from ..samplers import SAMPLERS, check_arguments
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,10 @@ def check_against(request: _Request, card, task: str, seed: int) -> Job:
     """The request's model-dependent checks (``card``: the model's ModelCard); a :class:`Job`.
 
     ``n`` (images only ≤ max_images), ``labels`` (only for class-conditional models, each in
-    [0, num_classes), a list has one entry per sample), ``guidance`` (needs labels), and the
-    task (inpaint: image models; colorize: RGB image models)."""
+    [0, num_classes), a list has one entry per sample), ``guidance`` (needs labels), the
+    task (inpaint: image models; colorize: RGB image models), and ``steps`` for ``method`` on
+    the model's SDE (the sampler's own checks, e.g. restart needs an interior grid point below
+    its t_hi: :func:`diffusion_lab.samplers.check_arguments`)."""
     if task not in card.tasks:
         raise RequestError(422, "model", f"model {card.name!r} does not support {task} "
                            f"(it supports: {', '.join(card.tasks)})")
@@ -145,6 +147,12 @@ def check_against(request: _Request, card, task: str, seed: int) -> Job:
         raise RequestError(422, "guidance", "guidance needs labels (the class to guide towards)"
                            if card.num_classes is not None else
                            f"model {card.name!r} is not class-conditional; send guidance: null")
+    if card.process is not None:  # the sampler's own checks of steps on this model's SDE
+        try:
+            check_arguments(request.method, card.process, (1, *card.data_shape), request.steps)
+        except ValueError as err:
+            raise RequestError(422, "steps", f"method {request.method!r} cannot run "
+                               f"steps={request.steps} on model {card.name!r}: {err}") from err
     return Job(task=task, model=card.name, n=n, method=request.method, steps=request.steps,
                seed=seed, labels=labels, guidance=request.guidance)
 
