@@ -28,6 +28,12 @@ h = λ_t − λ_s > 0, ε̂ = ε̂(x_s, s) and x̂_0 = (x_s − σ_s ε̂)/m_s:
 Randomness comes only from ``generator`` (same seed → bitwise-identical on one
 device); ``callback(step, t, x, x0_hat)`` sees each new state; ``info`` (a dict)
 receives ``nfe``, ``steps``, ``method``, ``grid`` and ``t_end``.
+
+This module holds the probability-flow ODE, the exponential integrators, ancestral sampling, the
+registry :data:`SAMPLERS` and :func:`sample`; the reverse-SDE samplers are in
+:mod:`diffusion_lab.sde_samplers`, EDM in :mod:`diffusion_lab.edm_sampler`, UniPC in
+:mod:`diffusion_lab.unipc` and restart sampling in :mod:`diffusion_lab.restart` (all re-exported
+here).
 """
 
 from __future__ import annotations
@@ -40,19 +46,18 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._checks import (
-    batch_times,
     check_bool,
     check_choice,
-    check_finite,
     check_int,
     check_positive,
-    expand_like,
 )
 from .dpm_multistep import multistep_update
+from .edm_sampler import edm
 from .ode import FIXED_METHODS, integrate_fixed, rk45
 from .restart import restart
 from .sampler_run import DEFAULT_GRIDS, _Run
 from .sde import SDE
+from .sde_samplers import euler_maruyama, langevin_corrector_step, predictor_corrector
 from .unipc import unipc
 
 __all__ = [
@@ -61,96 +66,6 @@ __all__ = [
     "DEFAULT_GRIDS", "restart", "unipc", "COMMON_OPTIONS", "method_options", "check_options",
     "check_arguments",
 ]
-
-
-# -- stochastic samplers of the reverse SDE ----------------------------------------------------
-def euler_maruyama(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
-                   generator=None, progress=False, denoise=False, info=None) -> Tensor:
-    r"""Euler–Maruyama on the reverse SDE dx = [f x − g² ∇log p] dt + g dw̄:
-
-    x ← x − [f_s x − g_s² s(x, s)] Δ + g_s √Δ z,  s = −ε̂/σ_s,  Δ = s − t > 0.
-    One network call per step; noise is added on every step, the last included.
-    """
-    run = _Run("euler_maruyama", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
-               info, generator, denoise)
-    for i, s, t in run.intervals():
-        x, x0 = _em_step(run, x, s, t)
-        run.emit(i, t, x, x0)
-    return run.finish(x)
-
-
-def _em_step(run: _Run, x: Tensor, s: float, t: float) -> tuple[Tensor, Tensor]:
-    c, dt = run.coef(s), s - t
-    eps = run.eps(x, s)
-    score = -eps / c.sigma
-    x_new = x - (c.f * x - c.g2 * score) * dt + math.sqrt(c.g2 * dt) * run.noise()
-    return x_new, run.x0(x, eps, s)
-
-
-def langevin_corrector_step(eps_model, sde, x, t, *, snr=0.16, alpha=1.0, step_size=None,
-                            y=None, generator=None) -> tuple[Tensor, Tensor]:
-    r"""One Langevin MCMC step at fixed time ``t`` (Song et al. 2021, Algorithm 5):
-
-        x ← x + ε s(x, t) + √(2ε) z,   ε = 2 α (snr ‖z‖ / ‖s‖)²,
-
-    with ‖z‖ and ‖s‖ the *batch means* of the per-sample norms over all non-batch dimensions
-    (score_sde's rule), so one ε serves the whole batch, and the same z in ε and in the update.
-    Why batch means: with per-sample norms a sample whose score happens to be small gets a huge
-    step, lands where the score is smaller still, and runs away — on VE with a two-component
-    mixture (snr 0.16, 100–200 steps) the variance of the second coordinate ends at 1.5–3.4
-    against the true 0.28; with batch means it is 0.284–0.285
-    (tests/test_samplers_accuracy.py shows both). ``alpha`` is the discretised α_i of the
-    predictor's step (1 for VE). A fixed ``step_size`` (a float ε) replaces the rule; for
-    Gaussian p_t with variance v and an exact score the chain is then stationary at variance
-    v / (1 − ε/(2v)). Returns ``(x_new, ε [B])``.
-    """
-    check_finite(x, "x")
-    tb = batch_times(t, x)
-    if step_size is None:
-        snr = check_positive(snr, "snr")
-        alpha = check_positive(alpha, "alpha")
-    else:
-        step_size = check_positive(step_size, "step_size")
-    _, sigma = sde.marginal(tb)
-    eps = eps_model(x, tb) if y is None else eps_model(x, tb, y)
-    score = -eps / expand_like(sigma.to(x.dtype), x)
-    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    if step_size is None:
-        z_norm = z.reshape(x.shape[0], -1).norm(dim=-1).mean()
-        s_norm = score.reshape(x.shape[0], -1).norm(dim=-1).mean()
-        if not bool(s_norm > 0):
-            raise ValueError(
-                f"langevin_corrector_step: the score is exactly zero at t={float(tb[0]):.6g}; "
-                "the snr step-size rule is undefined there (pass step_size)"
-            )
-        eps_size = (2.0 * alpha * (snr * z_norm / s_norm) ** 2).expand(x.shape[0])
-    else:
-        eps_size = torch.full((x.shape[0],), step_size, dtype=x.dtype, device=x.device)
-    e = expand_like(eps_size, x)
-    return x + e * score + torch.sqrt(2.0 * e) * z, eps_size
-
-
-def predictor_corrector(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None,
-                        callback=None, generator=None, progress=False, denoise=False, info=None,
-                        snr=0.16, n_corrector=1) -> Tensor:
-    r"""Predictor–corrector sampling (Song et al. 2021): at each grid time s,
-    ``n_corrector`` Langevin steps (:func:`langevin_corrector_step`) with
-    α = m_s²/m_t² (DDPM's α_i = 1 − β_i for VP / sub-VP, exactly 1 for VE),
-    then one Euler–Maruyama predictor step from s to t. NFE = steps · (1 + n_corrector).
-    """
-    snr = check_positive(snr, "snr")
-    n_corrector = check_int(n_corrector, "n_corrector", minimum=0)
-    run = _Run("predictor_corrector", eps_model, sde, x, steps, t_end, grid, y, callback, progress,
-               info, generator, denoise)
-    for i, s, t in run.intervals():
-        alpha = (run.coef(s).m / run.coef(t).m) ** 2
-        model_at_s = lambda xs, tb, s=s: run.eps(xs, s)  # noqa: E731 - counted, checked call
-        for _ in range(n_corrector):
-            x, _ = langevin_corrector_step(model_at_s, sde, x, s, snr=snr, alpha=alpha,
-                                           generator=generator)
-        x, x0 = _em_step(run, x, s, t)
-        run.emit(i, t, x, x0)
-    return run.finish(x, snr=snr, n_corrector=n_corrector)
 
 
 # -- the probability-flow ODE -------------------------------------------------------------------
@@ -348,64 +263,6 @@ def _dpm_multistep(run: _Run, x: Tensor, order: int, eta: float) -> Tensor:
         xt = multistep_update(xt, x0s, hs, math.exp(-ct.lam), eta, order, noise)
         run.emit(i, t, ct.m * xt, x0s[-1])
     return run.finish(run.coef(run.t_end).m * xt, order=order, eta=eta)
-
-
-# -- EDM (Karras et al. 2022) ------------------------------------------------------------------
-def edm(eps_model, sde, x, *, steps, t_end=None, grid=None, y=None, callback=None,
-        generator=None, progress=False, denoise=False, info=None, s_churn=0.0, s_tmin=0.0,
-        s_tmax=math.inf, s_noise=1.0) -> Tensor:
-    r"""The EDM sampler (Karras et al. 2022, Algorithm 2) on any process, in σ̃ = σ/m = e^{−λ}.
-
-    With x̃ = x/m the probability-flow ODE is dx̃/dσ̃ = (x̃ − D(x̃; σ̃))/σ̃ = ε̂, where
-    D = x̃ − σ̃ ε̂ = x̂_0. Each step from σ̃_i to σ̃_{i+1}:
-
-        churn:  γ = min(S_churn/N, √2 − 1) if S_tmin ≤ σ̃_i ≤ S_tmax, else 0;  σ̂ = (1 + γ) σ̃_i,
-                x̃ ← x̃ + √(σ̂² − σ̃_i²) S_noise z
-        Heun:   d = ε̂(x̃; σ̂),  x̃' = x̃ + (σ̃_{i+1} − σ̂) d,
-                x̃ ← x̃ + (σ̃_{i+1} − σ̂)(d + ε̂(x̃'; σ̃_{i+1}))/2     (Euler on the last step)
-
-    NFE = 2N − 1 (the paper's count: its last step goes to σ̃ = 0, where Heun is undefined; here
-    it ends at σ̃(t_end), and ``denoise=True`` adds the step to x̂_0). ``s_churn = 0`` (the
-    default) is the deterministic Heun sampler, EDM's choice for VP and VE models. σ̂ must stay
-    within the process's range: churn is skipped on a step where (1 + γ) σ̃_i > σ̃(t_max) (the
-    first step, whatever S_tmax says), since no time t ≤ t_max has that noise level.
-    ``s_noise``, ``s_tmin``, ``s_tmax`` other than their defaults need ``s_churn > 0``.
-    """
-    s_churn = check_positive(s_churn, "s_churn", allow_zero=True)
-    s_noise = check_positive(s_noise, "s_noise")
-    s_tmin = check_positive(s_tmin, "s_tmin", allow_zero=True)
-    s_tmax = check_positive(s_tmax, "s_tmax", allow_zero=True, allow_inf=True)
-    if not s_tmax >= s_tmin:
-        raise ValueError(f"s_tmax must be >= s_tmin, got s_tmax={s_tmax}, s_tmin={s_tmin}")
-    if s_churn == 0 and (s_noise, s_tmin, s_tmax) != (1.0, 0.0, math.inf):
-        raise ValueError(f"s_noise, s_tmin and s_tmax shape the churn; with s_churn=0 they have "
-                         f"no effect, got s_noise={s_noise}, s_tmin={s_tmin}, s_tmax={s_tmax} "
-                         "(pass s_churn > 0, or leave them at 1, 0, inf)")
-    run = _Run("edm", eps_model, sde, x, steps, t_end, grid, y, callback, progress, info,
-               generator, denoise)
-    gamma_max = min(s_churn / run.steps, math.sqrt(2.0) - 1.0)
-    sig_top = math.exp(-run.coef(run.grid[0]).lam)
-    xt = x / run.coef(run.grid[0]).m  # x̃ = x/m
-    for i, s, t in run.intervals():
-        sig_s, sig_t = math.exp(-run.coef(s).lam), math.exp(-run.coef(t).lam)
-        gamma = gamma_max if s_tmin <= sig_s <= s_tmax else 0.0
-        if gamma > 0 and (1.0 + gamma) * sig_s <= sig_top:
-            sig_hat = (1.0 + gamma) * sig_s
-            s = float(sde.t_from_half_log_snr(torch.tensor(-math.log(sig_hat), dtype=torch.float64)))
-            xt = xt + math.sqrt(sig_hat**2 - sig_s**2) * s_noise * run.noise()
-        else:
-            sig_hat = sig_s
-        m_s = run.coef(s).m
-        d = run.eps(m_s * xt, s)
-        x0 = xt - sig_hat * d
-        x_euler = xt + (sig_t - sig_hat) * d
-        if i < run.steps - 1:
-            d2 = run.eps(run.coef(t).m * x_euler, t)
-            xt = xt + (sig_t - sig_hat) * 0.5 * (d + d2)
-        else:
-            xt = x_euler
-        run.emit(i, t, run.coef(t).m * xt, x0)
-    return run.finish(run.coef(run.t_end).m * xt, s_churn=s_churn)
 
 
 # -- DDPM ancestral sampling --------------------------------------------------------------------
