@@ -100,7 +100,7 @@ checks.check_flow_euler_step(flow_euler_step);
 
 # %%
 def straightness(traj, times):
-    """S ∈ (0, 1] per path; 1 for a straight path walked at constant speed."""
+    """S ∈ [0, 1] per path; 1 for a straight path walked at constant speed."""
     ### BEGIN SOLUTION
     # HINT: traj.diff(dim=0) gives the steps Δx_k, times.diff().abs() the Δt_k;
     # HINT: sum the squared norms over the last dimension before dividing by Δt
@@ -127,7 +127,10 @@ checks.check_straightness(straightness);
 # square around $u$, the cross term vanishes by the tower property, so the loss is
 # $\mathbb E\|v_\theta - u\|^2 + C$ with $C = \mathbb E\,\mathrm{tr}\,\mathrm{Cov}[z - x_0 \mid x_t] > 0$:
 # the minimum is $C$, attained at $v_\theta = u$ (lesson section 2 measures $C \approx 2.6$, summed over
-# both coordinates, for the eight Gaussians). After reflow the pairs are coupled deterministically and $C$ drops to ≈ 0.
+# both coordinates, for the eight Gaussians). After reflow the pairs are the two ends of ODE paths,
+# which never cross, so the segments between them rarely do and $C$ drops to ≈ 0 (lesson
+# section 7). Being coupled deterministically is not what does it: with $\hat x_0 = -z$ every
+# segment passes through 0 at $t = \tfrac12$.
 # ### END ANSWER
 #
 # *Q2. Why does an ε-network sampled by Euler on this path do badly with few steps, while the
