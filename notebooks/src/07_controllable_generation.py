@@ -20,13 +20,13 @@
 # sample it with the *unconditional* network we already have — exactly where we can, and how
 # far off the cheap recipes are where we cannot.
 #
-# **What to expect.** The default run is small: ≈ 350 network calls on at most 20 images (sections
-# 2–4, the bundled MNIST and colour models) plus cheap exact-oracle runs on 2-D Gaussians; most of
-# its time is the inpainting of section 2, and on a shared, busy machine it is several times slower
-# than on an idle one (the stored run's duration is in the notebook's metadata). Good
-# output: every check prints `ok`; in section 1 replacement's conditional mean sits far below
-# the exact 1.35 while the x̂₀ methods get close; in section 2 the live accuracy agrees with the
-# committed benchmark (`benchmarks/results/inpainting.csv`) within its standard error; the
+# **What to expect.** The default run is small: a few hundred network calls on at most 20 images
+# (sections 2–5, the bundled MNIST and colour models) plus exact-oracle runs on 2-D Gaussians
+# (n = 20,000 each); on a shared, busy machine it is several times slower than on an idle one (the
+# stored run's duration is in the notebook's metadata). Good output: every check prints `ok`; in
+# section 1 replacement's conditional mean sits far below the exact 1.35 while the x̂₀-projection
+# gets close (DPS overshoots); in section 2 the live accuracies pass a loose sanity check against
+# the committed benchmark (`benchmarks/results/inpainting.csv`); the
 # guidance sweep's class accuracy rises with $w$ while recall falls. Full-size numbers (200
 # held-out digits, 200 guided samples per weight) come from `benchmarks/inpainting.py` and
 # `benchmarks/guidance_sweep.py`; this notebook recomputes small slices of them.
@@ -64,7 +64,7 @@ N_DIGITS = 8  # held-out digits inpainted live (section 2; the benchmark uses 20
 N_COLOUR = 4  # digits colourized / super-resolved (section 3)
 COLOUR_STEPS = 10
 N_CFG = 20  # guided samples per weight (section 4; the benchmark uses 200)
-CFG_WEIGHTS = [0.0, 1.0, 3.0]  # a slice of the benchmark's sweep
+CFG_WEIGHTS = [0.0, 1.0, 3.0]  # the benchmark's weights, with fewer samples
 CFG_STEPS = 8  # DPM-Solver steps (as the benchmark)
 SEED = 0
 
@@ -165,20 +165,23 @@ print(f"exact a | b = {B}: mean {exact_mean.item():.2f}, variance {exact_cov.ite
 # exact, so every error below belongs to the *method*, none to a network). The x̂₀ methods
 # (`diffusion_lab.inpainting`) correct the denoised estimate $\hat x_0=(x_s-\sigma_s\hat\varepsilon)/m_s$
 # instead of the noisy state, and then take the DDIM step written through it
-# (lesson 06, $c=\eta\,\sigma_t\sqrt{1-e^{-2h}}$):
+# (lesson 06: a step goes from $s$ to $t<s$, $h=\lambda_t-\lambda_s$ with $\lambda=\log(m/\sigma)$, and
+# $c=\eta\,\sigma_t\sqrt{1-e^{-2h}}$):
 # $$x_t=m_t\,\hat x_0+\sqrt{\sigma_t^2-c^2}\,\hat\varepsilon+c\,z .$$
 #
 # * **RePaint** (Lugmayr et al. 2022): replacement, but after each step jump back up with the
 #   forward kernel and descend again ($r$ times): the free part gets $r$ chances to agree with the
 #   known one. NFE ≈ $r\times$ steps.
 # * **x̂₀-projection** (DDNM, Wang et al. 2023): $\hat x_0\leftarrow M\odot\hat x_0+(1-M)\odot k$ — in
-#   DDNM's words $A^+k+(I-A^+A)\hat x_0$, the null-space part kept. The next state's known part is
-#   then $m_tk+\sigma_t\hat\varepsilon_O$, noised with the *network's* noise estimate, consistent with the free
-#   part, instead of fresh noise. One network call per step.
+#   DDNM's words $A^+k+(I-A^+A)\hat x_0$, the null-space part kept. (Here $A$ picks the known
+#   coordinates, $Ax=x_O$, $A^+=A^\top$ puts them back, and $k$ also stands for $A^+k$.) The next
+#   state's known part is then $m_tk+\sqrt{\sigma_t^2-c^2}\,\hat\varepsilon_O+c\,z_O$: its deterministic
+#   noise is the *network's* estimate (all of it at η = 0), consistent with the free part. One
+#   network call per step.
 # * **DPS** (Chung et al. 2023): keep the step, and push the state along
 #   $-\zeta/\lVert r\rVert\;\nabla_{x_s}\lVert r\rVert^2$, $r=k-A\hat x_0(x_s)$: the *free* part moves so that the
-#   network's denoised guess explains the known pixels (a backward pass per step, ≈ 3 forward
-#   passes). It approximates $\nabla\log p(k\mid x_t)$ by $\nabla\log p(k\mid x_0=\hat x_0)$.
+#   network's denoised guess explains the known pixels (a backward pass per step; section 2's
+#   benchmark measures ≈ 1.5–1.7 forward passes per step in all). It approximates $\nabla\log p(k\mid x_t)$ by $\nabla\log p(k\mid x_0=\hat x_0)$.
 # * **DPS + projection**: both at once (`inpainting.dps_projection`).
 
 # %%
@@ -212,13 +215,15 @@ assert abs(proj[0] - exact_mean) < 0.1 and abs(proj[1] - exact_cov.item()) < 0.0
 assert abs(rows_2d["RePaint, r = 5"][0] - exact_mean) < exact_mean - rep[0]  # RePaint moves it
 
 # %% [markdown]
-# Replacement's mean lands about half-way from the prior mean 0 to the exact 1.35 and its variance
+# Replacement's mean lands about two-thirds of the way from the prior mean 0 to the exact 1.35 and its variance
 # is too large: it samples something between $p(a)$ and $p(a\mid b)$. (The exact law of its output
 # is computable — the chain is linear-Gaussian — and `tests/test_inpainting.py` does so: the bias
 # does *not* vanish with more steps, replacement converges to mean 0.94, variance 0.31.) RePaint's
-# resampling moves it most of the way at 5× the calls. The x̂₀-projection is close to exact at one
+# resampling moves the mean most of the way at 5× the calls (its variance now undershoots). The x̂₀-projection is close to exact at one
 # call per step (its gap closes as the grid is refined, at first order for η = 1). DPS overshoots
-# the mean with too small a variance: its step $\zeta/\lVert r\rVert$ does not adapt, so it is a
+# the mean with too small a variance: the length of its normalised step is the hyper-parameter ζ,
+# not derived from the noise level or a likelihood (no ζ gets both moments right:
+# `tests/test_inpainting.py`), so it is a
 # heuristic that *steers* rather than a sampler of the conditional — it matters on images, where
 # no projection can reach the free pixels through a non-linear network.
 #
@@ -260,7 +265,7 @@ display(Image(filename=str(RESULTS / "inpainting.png"), width=900))
 # digits it was the other way round, so the default keeps the setting chosen there. The rows
 # `projection_best_of*` are the previous default (the most consistent of $K$ unconditional
 # completions; `_best_of_j` = the best of its first j candidates, from the same run).
-# The issue's target was 85 %; the default reaches it, just: 85.5 % ± 2.5 % at 150 NFE, no backward
+# Our target was 85 %; the default reaches it, just: 85.5 % ± 2.5 % at 150 NFE, no backward
 # pass (next cell; its settings were chosen on other held-out digits, 200–400). That is far above
 # replacement and the erased digit and level with pasting the nearest training digit (a search
 # over 4,500 stored digits, not a generative model). Choosing among unconditional completions
@@ -382,8 +387,9 @@ assert a_sel.mean() - exact_mean > 0.2  # … and pushes it past the exact mean
 
 # %% [markdown]
 # Now a small live run on the first `N_DIGITS` of the same held-out digits: the erased reference,
-# replacement, and the default, with the known pixels checked bit-exact. The accuracy must agree
-# with the benchmark's within the sampling error of `N_DIGITS` digits; the default also reports
+# replacement, and the default, with the known pixels checked bit-exact. The accuracies are checked
+# against the benchmark's only loosely — with `N_DIGITS` digits the sampling error is large, and
+# only a gross failure (of the default, mostly) could trip the check; the default also reports
 # the class the model chose for each digit.
 
 # %%
@@ -419,7 +425,7 @@ for name, (out, nfe, sec) in live.items():
     tol = 3 * math.sqrt(ref * (1 - ref) / N_DIGITS) + 1 / N_DIGITS
     assert abs(acc - ref) <= tol, (name, acc, ref, tol)
     print(f"{name:<12} {nfe:4d} {acc:16.3f} {ref:20.3f} {sec:6.1f}s")
-print(f"live accuracies agree with the benchmark within 3 s.e. of n = {N_DIGITS}  ok")
+print(f"live accuracies within 3 s.e. (+ one digit) of the benchmark at n = {N_DIGITS}: a loose check  ok")
 print(f"classes the model chose: {chosen.tolist()}\ntrue labels:             {y_in.tolist()}")
 
 # %%
@@ -442,14 +448,16 @@ plt.show()
 # ## 3 · Colorization and super-resolution: the same constraint in another basis
 #
 # Inpainting observes some coordinates of $x$. Any *linear* observation $Ax=k$ with orthonormal
-# rows becomes that after a change of basis $c=Tx$ ($T$ orthonormal, $A$ = its first rows): the
+# rows (a general $A$ is first rescaled or orthonormalised, with $k$ transformed the same way)
+# becomes that after a change of basis $c=Tx$ ($T$ orthonormal, $A$ = its first rows): the
 # observed coordinates of $c$ are $k$, the rest free, and $N(0,I)$ noise stays $N(0,I)$ in $c$, so
 # every method above runs unchanged in $c$ (`tasks.Constraint`).
 #
 # * **Colorization**: per pixel, $T=Q$ with first row $w/\lVert w\rVert$ ($w$ the luma weights), so the
-#   luminance $Y=w\cdot\text{rgb}$ is observed and the two chroma coordinates are generated
+#   luminance $Y=w\cdot\text{rgb}$ is observed (as $c_0=Y/\lVert w\rVert$) and the two chroma coordinates are generated
 #   (`GenerativeModel.colorize`, the colour-MNIST model).
-# * **Super-resolution**: per $f\times f$ block, $T$'s first row is $\mathbf 1/f$ (the block mean), the other
+# * **Super-resolution**: per $f\times f$ block, $T$'s first row is $\mathbf 1/f$ (so $c_0=f\cdot$ the block
+#   mean, and the known value is $f\cdot$ the low-res pixel), the other
 #   rows span the zero-mean (high-frequency) patterns: the $f\times f$ average pooling is observed, the
 #   detail is generated — inpainting in the low-frequency subspace (`GenerativeModel.super_resolve`).
 #
@@ -494,7 +502,7 @@ plt.show()
 # \;\Rightarrow\;\tilde\varepsilon=\varepsilon_\varnothing+w\,(\varepsilon_y-\varepsilon_\varnothing).$$
 # This is the package's convention (`tasks.classifier_free_guidance`, `generate(guidance=w)`):
 # **w = 0** the unconditional model (the label is ignored), **w = 1** the conditional model,
-# **w > 1** the class likelihood raised to the power $w$ — digits the classifier finds more typical of
+# **w > 1** the class likelihood raised to the power $w$ — digits the model's implicit classifier $p(y\mid x)$ finds more typical of
 # $y$, at the price of diversity. (Ho & Salimans write $(1+w')\varepsilon_y-w'\varepsilon_\varnothing$: the same with $w'=w-1$,
 # so their $w'=0$ is the conditional model.) The guided score is only approximately the score of
 # $p_t$ of the tilted law at $t>0$ — another reason to measure rather than trust it. Check the
@@ -523,8 +531,13 @@ print(f"ε̃ = ε_∅ + w (ε_y − ε_∅) matches the package at w = 0, 1, 2.5
 # **Class accuracy**: the classifier reads the requested label. **Precision / recall**
 # (Kynkäänniemi et al. 2019) on the classifier's 128-d features against held-out digits: precision
 # = fraction of generated digits inside the data's k-NN balls (fidelity), recall = fraction of data
-# inside the generated ones (coverage, i.e. diversity). The committed sweep
-# (`benchmarks/guidance_sweep.py`, 200 per weight, w = 0, 1, 3) first:
+# inside the generated ones (coverage, i.e. diversity). **FID (clf)**: FID in the same features
+# against the held-out digits (compare across $w$ only: same $n$). **Spread**: the mean feature
+# distance between two generated digits of the same *requested* class, over the same for real
+# digits (1 = as diverse as the data) — at $w=0$ the model ignores the label, so the "class" groups
+# mix all digits and the 1.88 there measures between-class distance, not extra diversity. FID is
+# lowest at $w=1$ (asserted): sharper guidance buys accuracy at a cost in coverage that FID sees.
+# The committed sweep (`benchmarks/guidance_sweep.py`, 200 per weight, w = 0, 1, 3) first:
 
 # %%
 gs = read_csv("guidance_sweep.csv")
@@ -536,6 +549,8 @@ for r in gs:
           f"{float(r['spread']):7.3f}")
 accs, recalls = [float(r["accuracy"]) for r in gs], [float(r["recall"]) for r in gs]
 assert accs == sorted(accs) and recalls == sorted(recalls, reverse=True)  # the trade-off
+fids = {float(r["w"]): float(r["fid"]) for r in gs}
+assert min(fids, key=fids.get) == 1.0
 display(Image(filename=str(RESULTS / "guidance_sweep.png"), width=900))
 
 # %% [markdown]
@@ -575,8 +590,8 @@ plt.show()
 # ## 5 · Watching an inpainting run
 #
 # The x̂₀-projection on four digits, frame by frame: the noisy state $x_t$ and the denoised
-# estimate $\hat x_0$ with the known half pasted in. Early on $\hat x_0$ is a blurry average of all
-# digits that fit the top half; it commits to one as $t$ falls. Drag the slider or press ▶; without
+# estimate $\hat x_0$ with the known half pasted in. After the first few steps (at the very start
+# the free half of $\hat x_0$ is still speckle) it is a blurry average of all digits that fit the top half; it commits to one as $t$ falls. Drag the slider or press ▶; without
 # a live kernel you see a static strip.
 
 # %%
@@ -590,19 +605,20 @@ player.show(animate=False, n_static=5)
 #
 # - Inpainting is sampling $p(x_F\mid x_O=k)$. **Replacement** imposes a forward sample
 #   $m_tk+\sigma_tz$ of the observation at every level; it is exact only for independent parts. On a
-#   correlated Gaussian (ρ = 0.9) it lands about half-way to the exact conditional mean (Schur
+#   correlated Gaussian (ρ = 0.9) it lands about two-thirds of the way to the exact conditional mean (Schur
 #   complement: 1.35), and more steps do not fix it.
-# - **RePaint** resamples (r× the calls) and moves it most of the way; **x̂₀-projection** fixes the
-#   known part of $\hat x_0$ and re-noises with the network's own ε̂ — near-exact on the Gaussian at one
+# - **RePaint** resamples (r× the calls) and moves the mean most of the way (its variance then
+#   undershoots); **x̂₀-projection** fixes the known part of $\hat x_0$ and re-noises with the network's own ε̂ — near-exact on the Gaussian at one
 #   call per step; **DPS** moves the free part along $-\nabla\lVert k-A\hat x_0\rVert^2$ (a backward pass),
-#   a steering heuristic whose step does not adapt (it overshoots on the Gaussian).
+#   a steering heuristic whose step length is a hyper-parameter (it overshoots on the Gaussian).
 # - On MNIST (200 held-out digits, bottom half, the model never told the digit) the package
 #   default — one x̂₀-projection completion per class, the class chosen by the model's own
 #   known-pixel denoising error (a diffusion classifier), 150 NFE — is read as the original digit
 #   85.5 % ± 2.5 % of the time (the target 85 % is reached, just); the best of 6 unconditional
-#   completions (84 NFE) 81 %, replacement 57 %, the erased digit 43 %. Both defaults are
-#   selections: they trade posterior fidelity (a narrower, shifted law on the Gaussian) for
-#   agreement.
+#   completions (84 NFE) 81 %, replacement 57 %, the erased digit 42.5 %. Both defaults are
+#   selections, not samples of the posterior: the previous one (best of 6) narrows and shifts the
+#   law on the Gaussian; the class default picks the most likely class and then draws one
+#   completion of it.
 # - Colorization and super-resolution are the same constraint after an orthonormal change of basis
 #   (luma/chroma; block mean/detail); the observation is kept to float precision.
 # - Classifier-free guidance $\tilde\varepsilon=\varepsilon_\varnothing+w(\varepsilon_y-\varepsilon_\varnothing)$ samples $p(x)p(y\mid x)^w$: $w=0$
