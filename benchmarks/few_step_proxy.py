@@ -2,7 +2,7 @@ r"""A cheap, paired proxy for choosing few-step samplers: distance to the exact 
 
 For the bundled MNIST model (``data/checkpoints/mnist_cond``, unconditional: null class), the
 seed ``--seed`` (default 1, a tuning seed; seed 0 is the report seed of ``few_step_fid.py``) and
-n images, x_1 is drawn exactly as ``GenerativeModel.generate`` draws it
+n images (default 64), x_1 is drawn exactly as ``GenerativeModel.generate`` draws it
 (``sde.prior_sample`` with ``torch.Generator().manual_seed(seed)``). Every *deterministic*
 configuration of ``few_step_fid.CONFIGS`` (one source of truth: method, steps rule, options)
 maps x_1 to an output y_i = x_{t_end} or, with ``denoise``, x̂_0(x_{t_end}, t_end); the proxy is
@@ -23,24 +23,33 @@ end time costs is the FID floor of ``few_step_fid.py --floor``. Stochastic confi
 noise, so there is no single ODE solution to compare with (``is_deterministic``).
 
 The reference (:func:`reference`) is an independent DPM-Solver++(2M) solve (data prediction,
-Lu et al. 2022) on a log-SNR-uniform grid with λ-steps ≤ ``--ref-h`` (default 0.06: 161 steps)
-whose breakpoints are every t_end, so one solve gives all four references. Checks, as rows of
-the CSV (``REFERENCE_ROWS``, first ``--n-check`` images): ``reference_2x`` is the same solve at
-half the step vs the reference; ``unipc120_end005`` is the library's UniPC-2 at 120 log-SNR
-steps (via ``model.generate``, so x_1 and the network line up) and ``unipc30_end005`` the
-30-step UniPC-2 reference of the earlier scratch comparison, both to t = 0.05 + x̂_0.
-NFE 20 is measured on the first ``--n-check`` images only (cost).
+Lu et al. 2022) on a log-SNR-uniform grid with λ-steps ≤ ``--ref-h`` (default 0.015: 640 steps)
+whose breakpoints are every t_end, so one solve gives all four references. It has to be that
+fine: checks, as rows of the CSV (``REFERENCE_ROWS``; first ``--n-check`` images where noted):
+
+* ``reference_2x``: the same solve at half the step (1279 steps, n-check images) vs the
+  reference: mean 0.002 (max 0.014) at every end, ~100× below the paired differences between
+  configurations (0.34 between the two best at t = 0.05, 10 NFE);
+* ``unipc120_end005``: the library's UniPC-2 at 120 log-SNR steps + x̂_0 (via ``model.generate``,
+  so x_1 and the network line up; n-check images) is still 0.17 away (max 1.6), and
+* ``unipc30_end005``, the 30-step UniPC-2 reference of an earlier scratch comparison, 0.30
+  (max 4.6): that comparison's reference error was not small against what it compared.
+
+The per-image distances are heavy-tailed (medians about half the means): a few x_1 move far
+under small changes of the solve. NFE 20 is measured on the first ``--n-check`` images only.
 
 Writes ``benchmarks/results/few_step_proxy.csv`` and ``few_step_proxy.png`` (left: proxy vs NFE;
-right: proxy vs the seed-1 FID of the same config at 10 NFE, n = 500, from
-``few_step_proxy_fid.csv``, written by ``few_step_fid.py``). One thread. About 16 minutes at
-n = 128 on this CPU (1.6 s per network call; the CSV's ``seconds``), from the repository root:
+middle, right: proxy vs the seed-1 FID of the same config at 10 NFE, n = 500, from
+``few_step_proxy_fid.csv``, written by ``few_step_fid.py``), and prints the rank comparison
+(:func:`rank_agreement`, ``CLAIM``). One thread: 811 s in all at the defaults on this CPU
+(reference 397 s, its check 196 s, 10-NFE configs 5–8 s each at n = 64; the CSV's ``seconds``).
+The 15 FID rows took 70–190 s each. From the repository root:
 
     PYTHONPATH=. python benchmarks/few_step_proxy.py                # measure, then plot
     PYTHONPATH=. python benchmarks/few_step_proxy.py --plot-only
     PYTHONPATH=. python benchmarks/few_step_fid.py --n 500 --seed 1 --role tuning --nfe 10 \
-        --configs <the deterministic configs> --csv benchmarks/results/few_step_proxy_fid.csv \
-        --png /tmp/unused.png                                       # the FID rows of the plot
+        --configs <few_step_proxy.deterministic_configs()> \
+        --csv benchmarks/results/few_step_proxy_fid.csv --png /tmp/unused.png
 """
 
 from __future__ import annotations
@@ -226,6 +235,17 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
+#: What the committed CSVs show (tests/test_few_step_proxy.py recomputes it): at 10 NFE the chosen
+#: UniPC-3 bh1 to t = 0.05 is the closest to the exact solution of the configs ending there
+#: (1.20 ± 0.15 vs 1.53 for UniPC-2: paired difference 0.34 ± 0.12); of the 18 pairs of
+#: configurations with the same end and a seed-1 n = 500 FID row, 16 are ordered alike by the
+#: proxy and by FID. The two that are not: at t = 0.1 the proxy puts UniPC-3 bh1 ahead of UniPC-2
+#: by 0.18 ± 0.13 (paired; not significant at n = 64) where FID has UniPC-2 ahead by 0.050; at
+#: t_min it puts UniPC-2 ahead of 2M by 0.31 where FID has 2M ahead by 0.016.
+CLAIM = {"chosen": "unipc3_bh1_end005", "pairs": 18, "agree": 16,
+         "disagree": {("unipc", "dpm2m"), ("unipc3_bh1_end01", "unipc_end01")}}
+
+
 def fid_at_10(path: Path = RESULTS / "few_step_proxy_fid.csv", n: int = 500,
               seed: int = 1) -> dict[str, float]:
     """config → FID of our 10-NFE row at this n and seed (``few_step_fid.py``'s CSV format)."""
@@ -274,46 +294,52 @@ def _label(group: tuple[float, str]) -> str:
 
 
 def plot(rows: list[dict], fid: dict[str, float], png: Path) -> None:
+    """Left: proxy vs NFE; middle: proxy vs FID at 10 NFE, every config; right: the configs that
+    end at t ≥ 0.05 with x̂_0, each same-end group joined in the proxy's order."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     cfg = [r for r in rows if r["config"] in CONFIGS]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(16, 6.5))
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(21, 6.8))
     for c in dict.fromkeys(r["config"] for r in cfg):
-        pts = sorted((int(r["nfe"]), float(r["l2_mean"]), float(r["l2_se"]), int(r["n"]))
+        pts = sorted((int(r["nfe"]), float(r["l2_mean"]), float(r["l2_se"]))
                      for r in cfg if r["config"] == c)
-        nfe, m, se, _ = zip(*pts, strict=True)
-        ax.errorbar(nfe, m, yerr=se, marker="o", ms=4, capsize=2, lw=1.2,
-                    color=GROUP_COLORS.get(_group(next(r for r in cfg if r["config"] == c))),
-                    alpha=0.85)
+        nfe, m, se = zip(*pts, strict=True)
+        ax.errorbar(nfe, m, yerr=se, marker="o", ms=4, capsize=2, lw=1.2, alpha=0.85,
+                    color=GROUP_COLORS.get(_group(next(r for r in cfg if r["config"] == c))))
         ax.annotate(c, (nfe[-1], m[-1]), fontsize=6.5, xytext=(4, 0), textcoords="offset points")
-    for g, color in GROUP_COLORS.items():
-        ax.plot([], [], color=color, label=_label(g))
     ns = sorted({int(r["n"]) for r in cfg})
-    ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)",
-           ylabel="mean ‖output − exact PF-ODE output‖₂ per image ([-1, 1], 784 px)",
-           title=f"proxy vs NFE (seed {cfg[0]['seed']}; n = {ns[-1]}, NFE 20: n = {ns[0]})")
+    ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)", xlim=(4.5, 32),
+           ylabel="proxy: mean ‖output − exact PF-ODE output‖₂ per image ([-1, 1], 784 px)",
+           title=f"proxy vs NFE (seed {cfg[0]['seed']}; n = {ns[-1]}, at NFE 20 n = {ns[0]})")
     ax.set_xticks([5, 10, 20], ["5", "10", "20"])
-    ax.set_xlim(4.5, 30)
-    ax.legend(fontsize=8, loc="lower left")
-    ax.grid(alpha=0.3, which="both")
-    for r in cfg:
-        if int(r["nfe"]) == 10 and r["config"] in fid:
-            color = GROUP_COLORS.get(_group(r))
-            bx.errorbar(float(r["l2_mean"]), fid[r["config"]], xerr=float(r["l2_se"]), marker="o",
-                        color=color, capsize=2)
-            bx.annotate(r["config"], (float(r["l2_mean"]), fid[r["config"]]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
-    for g, color in GROUP_COLORS.items():
-        bx.plot([], [], "o", color=color, label=_label(g))
-    bx.set(xscale="log", xlabel="proxy at 10 NFE: mean per-image L2 to the exact ODE output",
-           ylabel="FID at 10 NFE (seed 1, n = 500; few_step_proxy_fid.csv)",
-           title="proxy vs FID, one point per deterministic configuration")
-    bx.legend(fontsize=8, loc="upper left")
-    bx.grid(alpha=0.3, which="both")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    at10 = [r for r in cfg if int(r["nfe"]) == 10 and r["config"] in fid]
+    for r in at10:
+        x, y = float(r["l2_mean"]), fid[r["config"]]
+        for axis in (bx, cx) if float(r["t_end"]) >= 0.05 else (bx,):
+            axis.errorbar(x, y, xerr=float(r["l2_se"]), marker="o", capsize=2,
+                          color=GROUP_COLORS.get(_group(r)))
+            axis.annotate(r["config"], (x, y), fontsize=7 if axis is bx else 9, xytext=(5, 4),
+                          textcoords="offset points")
+    for g in {_group(r) for r in at10 if float(r["t_end"]) >= 0.05}:
+        pts = sorted((float(r["l2_mean"]), fid[r["config"]]) for r in at10 if _group(r) == g)
+        cx.plot(*zip(*pts, strict=True), color=GROUP_COLORS.get(g), lw=1, alpha=0.6)
+    bx.set(xscale="log", yscale="log", title="proxy vs FID at 10 NFE, every deterministic config")
+    cx.set(title="zoom: configs ending at t ≥ 0.05 (lines: same end, proxy order)")
+    cx.margins(x=0.12, y=0.12)
+    for axis in (ax, bx, cx):
+        for g, color in GROUP_COLORS.items():
+            axis.plot([], [], "o-", color=color, label=_label(g))
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8, loc={ax: "lower left", bx: "upper left"}.get(axis, "lower right"))
+    for axis in (bx, cx):
+        axis.set(xlabel="proxy at 10 NFE (mean per-image L2, ± s.e.)",
+                 ylabel="FID at 10 NFE (seed 1, n = 500; few_step_proxy_fid.csv)")
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    fig.savefig(png, dpi=100)
     plt.close(fig)
 
 
