@@ -246,12 +246,18 @@ CLAIM = {"chosen": "unipc3_bh1_end005", "pairs": 18, "agree": 16,
          "disagree": {("unipc", "dpm2m"), ("unipc3_bh1_end01", "unipc_end01")}}
 
 
-def fid_at_10(path: Path = RESULTS / "few_step_proxy_fid.csv", n: int = 500,
-              seed: int = 1) -> dict[str, float]:
-    """config → FID of our 10-NFE row at this n and seed (``few_step_fid.py``'s CSV format)."""
-    return {r["config"]: float(r["fid"]) for r in read_rows(path)
-            if r["family"] == "ours" and int(r["nfe"]) == 10 and int(r["n"]) == n
-            and int(r["seed"]) == seed}
+FID_CSVS = (RESULTS / "few_step_proxy_fid.csv", RESULTS / "few_step_fid.csv")
+
+
+def fid_at_10(n: int = 500, seed: int = 1, paths=FID_CSVS) -> dict[str, float]:
+    """config → FID of our 10-NFE row at this n and seed in ``few_step_fid.py``'s CSVs (the first
+    path wins where both hold a row; tests/ checks that they agree)."""
+    out: dict[str, float] = {}
+    for path in reversed(paths):
+        out.update({r["config"]: float(r["fid"]) for r in read_rows(path)
+                    if r["family"] == "ours" and int(r["nfe"]) == 10 and int(r["n"]) == n
+                    and int(r["seed"]) == seed})
+    return out
 
 
 def rank_agreement(rows: list[dict], fid: dict[str, float], nfe: int = 10) -> list[dict]:
@@ -343,14 +349,19 @@ def plot(rows: list[dict], fid: dict[str, float], png: Path) -> None:
     plt.close(fig)
 
 
-def report(rows: list[dict], fid: dict[str, float]) -> None:
-    pairs = rank_agreement(rows, fid)
-    for p in pairs:
-        print(f"t_end {p['t_end']:g}: {p['lower_proxy']} < {p['higher_proxy']} by "
-              f"{p['proxy_diff']:.3f}; FID diff {p['fid_diff']:+.4f} -> "
-              f"{'agree' if p['agree'] else 'DISAGREE'}")
-    print(f"{sum(p['agree'] for p in pairs)} of {len(pairs)} same-end pairs ordered alike; "
-          f"Spearman over all ends {spearman(rows, fid):.2f}", flush=True)
+def report(rows: list[dict]) -> None:
+    for n in (500, 2000):
+        fid = fid_at_10(n)
+        pairs = rank_agreement(rows, fid)
+        both = [r for r in rows if r["config"] in fid and int(r["nfe"]) == 10]
+        print(f"FID at n = {n}, seed 1: {len(both)} of the measured configs")
+        for p in pairs:
+            print(f"  t_end {p['t_end']:g}: {p['lower_proxy']} < {p['higher_proxy']} by "
+                  f"{p['proxy_diff']:.3f}; FID diff {p['fid_diff']:+.4f} -> "
+                  f"{'agree' if p['agree'] else 'DISAGREE'}")
+        rho = f"; Spearman over all ends {spearman(rows, fid):.2f}" if len(both) >= 5 else ""
+        print(f"  {sum(p['agree'] for p in pairs)} of {len(pairs)} same-end pairs ordered "
+              f"alike{rho}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -376,9 +387,9 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         write_csv(Path(args.csv), measure(args))
         print(f"total {time.perf_counter() - t0:.0f} s", flush=True)
-    rows, fid = read_rows(Path(args.csv)), fid_at_10()
-    report(rows, fid)
-    plot(rows, fid, Path(args.png))
+    rows = read_rows(Path(args.csv))
+    report(rows)
+    plot(rows, fid_at_10(), Path(args.png))
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ def test_the_chosen_config_is_the_closest_of_those_ending_at_005(rows):
 
 
 def test_rank_agreement_with_fid_is_as_claimed(rows, fid):
-    assert set(fid) == set(P.deterministic_configs())
+    assert set(fid) >= set(P.deterministic_configs())
     pairs = P.rank_agreement(rows, fid)
     assert len(pairs) == P.CLAIM["pairs"]
     assert sum(p["agree"] for p in pairs) == P.CLAIM["agree"]
