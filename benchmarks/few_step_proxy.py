@@ -43,13 +43,14 @@ middle, right: proxy vs the seed-1 FID of the same config at 10 NFE, n = 500, fr
 ``few_step_proxy_fid.csv``, written by ``few_step_fid.py``), and prints the rank comparison
 (:func:`rank_agreement`, ``CLAIM``). One thread: 811 s in all at the defaults on this CPU
 (reference 397 s, its check 196 s, 10-NFE configs 5–8 s each at n = 64; the CSV's ``seconds``).
-The 15 FID rows took 70–190 s each. From the repository root:
+The 15 n = 500 FID rows took 70–190 s each, the n = 2000 ones 350–380 s. From the repository root:
 
     PYTHONPATH=. python benchmarks/few_step_proxy.py                # measure, then plot
     PYTHONPATH=. python benchmarks/few_step_proxy.py --plot-only
     PYTHONPATH=. python benchmarks/few_step_fid.py --n 500 --seed 1 --role tuning --nfe 10 \
         --configs <few_step_proxy.deterministic_configs()> \
         --csv benchmarks/results/few_step_proxy_fid.csv --png /tmp/unused.png
+    (and --n 2000 for unipc3_bh1_end01 dpm2m unipc: the seed-1 n = 2000 rows few_step_fid.csv lacks)
 """
 
 from __future__ import annotations
@@ -239,11 +240,13 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 #: UniPC-3 bh1 to t = 0.05 is the closest to the exact solution of the configs ending there
 #: (1.20 ± 0.15 vs 1.53 for UniPC-2: paired difference 0.34 ± 0.12); of the 18 pairs of
 #: configurations with the same end and a seed-1 n = 500 FID row, 16 are ordered alike by the
-#: proxy and by FID. The two that are not: at t = 0.1 the proxy puts UniPC-3 bh1 ahead of UniPC-2
-#: by 0.18 ± 0.13 (paired; not significant at n = 64) where FID has UniPC-2 ahead by 0.050; at
-#: t_min it puts UniPC-2 ahead of 2M by 0.31 where FID has 2M ahead by 0.016.
+#: proxy and by FID. The two that are not, and stay so at n = 2000 (FID rows of seed 1): at
+#: t = 0.1 the proxy puts UniPC-3 bh1 ahead of UniPC-2 by 0.18 ± 0.13 (paired; not significant
+#: at n = 64) where FID has UniPC-2 ahead (by 0.050 at n = 500, 0.060 at n = 2000); at t_min it
+#: puts UniPC-2 ahead of 2M by 0.31 where FID has 2M ahead (0.016 at n = 500, 0.032 at 2000).
 CLAIM = {"chosen": "unipc3_bh1_end005", "pairs": 18, "agree": 16,
-         "disagree": {("unipc", "dpm2m"), ("unipc3_bh1_end01", "unipc_end01")}}
+         "disagree": {("unipc", "dpm2m"), ("unipc3_bh1_end01", "unipc_end01")},
+         "pairs_2000": 3, "agree_2000": 1}
 
 
 FID_CSVS = (RESULTS / "few_step_proxy_fid.csv", RESULTS / "few_step_fid.csv")

@@ -195,6 +195,11 @@ def test_rank_agreement_with_fid_is_as_claimed(rows, fid):
     assert sum(p["agree"] for p in pairs) == P.CLAIM["agree"]
     assert {(p["lower_proxy"], p["higher_proxy"]) for p in pairs if not p["agree"]} \
         == P.CLAIM["disagree"]
+    pairs = P.rank_agreement(rows, P.fid_at_10(n=2000))  # 4x the samples: the same verdicts
+    assert (len(pairs), sum(p["agree"] for p in pairs)) == (P.CLAIM["pairs_2000"],
+                                                           P.CLAIM["agree_2000"])
+    assert {(p["lower_proxy"], p["higher_proxy"]) for p in pairs if not p["agree"]} \
+        <= P.CLAIM["disagree"]
 
 
 def test_the_fid_rows_reproduce_the_committed_tuning_row():
