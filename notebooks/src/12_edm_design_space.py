@@ -22,7 +22,7 @@
 # each one numerically, measures every sampler of the package on exact oracles (error vs NFE,
 # orders fitted) and reads the few-step FID benchmark of the bundled MNIST model.
 #
-# **What to expect.** Default run ≈ 20 s on a lightly loaded 2-core CPU (measured 17 s; 172 s
+# **What to expect.** Default run ≈ 20–25 s on a lightly loaded 2-core CPU (measured 22 s; 172 s
 # while other jobs kept both cores busy), `QUICK=True` a little less; no training, one tiny MNIST
 # sampling run (16 images, 10 NFE).
 # Good output: every check prints `ok`; the fitted orders (40–160 NFE) are ≈ 1 (DDIM), ≈ 2
@@ -690,7 +690,7 @@ player.show(animate=False, n_static=4)
 #
 # | | 2-core CPU |
 # |---|---|
-# | full run (default parameters) | ≈ 20 s (measured 17 s; 172 s with the cores shared, load ≈ 10) |
+# | full run (default parameters) | ≈ 20–25 s (measured 22 s; 172 s with the cores shared, load ≈ 10) |
 # | `QUICK=True` | a little less: the oracle study is the same, only the Monte-Carlo checks shrink |
 #
 # **Failure signs:** a fitted order near 1 for DPM-Solver++(2M) on the log-SNR grid means the step-ratio rule or
