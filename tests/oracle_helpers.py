@@ -16,3 +16,16 @@ def prior_2d(sde, n: int, seed: int = 0) -> torch.Tensor:
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:
     """Root mean square over samples of the Euclidean distance ‖a − b‖."""
     return float(((a - b) ** 2).sum(-1).mean().sqrt())
+
+
+def tiny_conditional_model():
+    """A 3-class MLP GenerativeModel on VP with fixed random weights (for input checks)."""
+    from diffusion_lab.model import GenerativeModel
+    from diffusion_lab.nets import MLP
+
+    g = torch.Generator().manual_seed(0)
+    net = MLP(hidden=8, layers=1, num_classes=3)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return GenerativeModel(net, "vp")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracle_helpers import tiny_conditional_model
 
-from diffusion_lab.model import GenerativeModel
-from diffusion_lab.nets import MLP
 from diffusion_lab.samplers import (
     COMMON_OPTIONS,
     SAMPLERS,
@@ -163,13 +162,7 @@ def test_check_arguments_raises_what_the_sampler_raises_and_nothing_else():
 
 
 # -- GenerativeModel.generate ------------------------------------------------------------------
-def _cond():
-    g = torch.Generator().manual_seed(0)
-    net = MLP(hidden=8, layers=1, num_classes=3)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return GenerativeModel(net, "vp")
+_cond = tiny_conditional_model
 
 
 GENERATE = [
