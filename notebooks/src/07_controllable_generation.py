@@ -271,7 +271,9 @@ display(Image(filename=str(RESULTS / "inpainting.png"), width=900))
 # over 4,500 stored digits, not a generative model). Choosing among unconditional completions
 # saturated near 82 % after 3 candidates; choosing the *class* is what moved it. Among single
 # completions (20 steps, or RePaint's 46 calls) the gradient methods do best: DPS + projection
-# reads 83 % at 20 calls *with* 20 backward passes (≈ 30 forward passes measured), within about one
+# reads 83 % at 20 calls *with* 20 backward passes (≈ 30 forward passes measured; on MNIST `dps`
+# runs at the package's ζ = 1, η = 1 and `dps_projection` at ζ = 0.5, η = 0.5, not section 1's
+# ζ = 0.3), within about one
 # standard error of the default at about 15 % of its cost — the default is the only method measured
 # at or above 85 %, not a clear winner per unit of cost (DPS candidates per class are the obvious
 # next experiment). RePaint (71.5 %) and the plain projection (62.5 %) stay far below.
@@ -315,7 +317,8 @@ print(f"default {default_row['method']}: {acc_default:.1%} ± {float(default_row
 # Check it where everything is exact: a 2-D mixture of three labelled Gaussians (`GaussianMixtureOracle`),
 # $a$ generated, $b$ known. For Gaussian class data, $z-\hat\varepsilon=(I-\sigma^2V^{-1})z-\sigma mV^{-1}(x-\mu)$ with
 # $V=m^2\Sigma+\sigma^2I$, so $\mathbb E_z E_c=\lVert A\sigma mV^{-1}(x-\mu_c)\rVert^2+[(I-\sigma^2V^{-1})^2]_{bb}$ per τ; and the
-# chosen class should be the one of largest exact posterior $p(c\mid b)\propto\mathcal N(b;\mu_{c,b},\Sigma_{bb})$:
+# chosen class should be the one of largest exact posterior $p(c\mid b)\propto\mathcal N(b;\mu_{c,b},\Sigma_{bb})$
+# (this form needs equal class weights, as here; the three classes also share one covariance):
 
 # %%
 # NBVAL_CHECK_OUTPUT
