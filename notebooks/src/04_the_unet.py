@@ -71,11 +71,12 @@ GEN_STEPS = 20  # DPM-Solver steps
 CHECKPOINT = "../data/checkpoints/mnist_cond"  # notebooks run in notebooks/
 CPU_CHECKPOINT = "../data/checkpoints/mnist_cpu"  # made by the cpu-mnist recipe (§8)
 RECIPE_STEPS = 100  # §8 runs the recipe this many steps; None: the whole recipe (~7 min, §8)
+CARD_DIGITS = 200  # §8 redraws the model card's digits (200: all of them, so the card is checked)
 SEED = 0
 
 # %%
 if QUICK:
-    TRAIN_STEPS, PER_CLASS, RECIPE_STEPS = 30, 1, 6
+    TRAIN_STEPS, PER_CLASS, RECIPE_STEPS, CARD_DIGITS = 30, 1, 6, 40
 
 # %%
 import csv
@@ -651,7 +652,8 @@ plt.show()
 #
 # `data/checkpoints/mnist_cpu` was made by exactly
 # `python -m diffusion_lab train --recipe cpu-mnist --out data/checkpoints/mnist_cpu` on this
-# 2-core CPU; its card records the device and the wall time. Here its 200 digits are drawn
+# 2-core CPU; its card records the device and the wall time. Here its 200 digits (`CARD_DIGITS`;
+# the first 40 under `QUICK`, without the comparison) are drawn
 # again (the card's seed and settings) and read by the classifier — the same numbers as the card.
 
 # %%
@@ -664,17 +666,17 @@ print(f"{cpu_model.num_parameters():,} parameters, {cfg['steps']:,} steps on {cf
 
 # %%
 print(f"training wall time {cfg['wall_time']:.0f} s")
-requested = [i % 10 for i in range(200)]
-cpu_digits = cpu_model.generate(200, method="dpm_solver", steps=20, seed=1, labels=requested,
-                                guidance=o["card_guidance"])
+requested = [i % 10 for i in range(CARD_DIGITS)]  # the card's first CARD_DIGITS digits
+cpu_digits = cpu_model.generate(CARD_DIGITS, method="dpm_solver", steps=20, seed=1,
+                                labels=requested, guidance=o["card_guidance"])
 r = recognisability(cpu_digits, torch.tensor(requested))
 print(f"confident (p > 0.9): {r['confident']:.1%}; confident and the requested class: "
       f"{r['confident_agree']:.1%}; classes among the confident: {r['classes']}")
 card = (Path(CPU_CHECKPOINT) / "README.md").read_text()
 on_card = [float(v) / 100 for v in re.findall(r"([0-9.]+)%", card.split("## Recognisability")[1])]
 print(f"the card says {on_card[0]:.1%}, {on_card[2]:.1%}")
-# a CPU other than the one that wrote the card may round a digit or two differently
-assert abs(r["confident"] - on_card[0]) <= 0.02 and abs(r["confident_agree"] - on_card[2]) <= 0.02
+if CARD_DIGITS == 200:  # the card's own sample: a CPU other than the card's may round a digit or two
+    assert abs(r["confident"] - on_card[0]) <= 0.02 and abs(r["confident_agree"] - on_card[2]) <= 0.02
 assert r["confident"] >= 0.7 and r["confident_agree"] >= 0.7 and r["classes"] >= 9
 
 # %%
