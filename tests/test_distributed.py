@@ -132,6 +132,8 @@ def test_global_batch_not_divisible_is_refused():
 
 PROBE = """
 import json
+import sys
+from pathlib import Path
 
 import torch
 from diffusion_lab.data import make_toy
@@ -147,7 +149,9 @@ seen = []
 net.register_forward_hook(lambda m, args, out: seen.append(args[0][:, 0].sum().item()))
 x, _ = make_toy("two_moons", 256, seed=0)
 result = train(net, get_sde("vp"), x, steps=3, batch_size=64, progress=False, log_every=1)
-print(json.dumps({"rank": w.rank, "inputs": seen, "losses": result.loss_history}))
+# one file per rank: the ranks' stdout lines can interleave
+record = {"rank": w.rank, "inputs": seen, "losses": result.loss_history}
+(Path(sys.argv[1]) / f"rank_{w.rank}.json").write_text(json.dumps(record))
 teardown()
 """
 
@@ -158,11 +162,13 @@ def test_each_process_trains_on_its_own_half(tmp_path):
     over ranks (equal on both, equal to the one-process loss of the global batch)."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node=2", str(script)]).stdout
-    one = json.loads(_run([sys.executable, str(script)]).stdout)
-    ranks = sorted((json.loads(ln) for ln in two.splitlines() if ln.startswith("{")),
-                   key=lambda r: r["rank"])
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+          str(script), str(tmp_path / "two")])
+    _run([sys.executable, str(script), str(tmp_path / "one")])
+    one = json.loads((tmp_path / "one" / "rank_0.json").read_text())
+    ranks = [json.loads((tmp_path / "two" / f"rank_{r}.json").read_text()) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1]
     assert ranks[0]["inputs"] != ranks[1]["inputs"]  # different rows on the two ranks
     # the summed first input column of the halves adds up to the global batch's
